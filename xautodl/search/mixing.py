@@ -1,0 +1,119 @@
+"""Edge mixing strategies: how a supernet edge combines its candidate ops.
+
+A supernet owns its architecture parameters (one row of logits per edge) and, once per forward and per cell kind,
+asks its mixer for an `EdgeSample`; every edge then calls `sample.mix(edge, ops, x)`. Spaces never import this
+module: they receive a mixer object from the entry point and only use `mixer(alphas, op_names)`, `mixer.tau`
+and `EdgeSample.mix`.
+
+- `SoftmaxMixer` (DARTS): every op weighted by softmax(alpha); `none` is skipped since it adds zeros.
+- `GumbelHardMixer` (GDAS): a hard one-hot Gumbel-softmax sample per edge; only the sampled op is computed and
+  the straight-through weights carry a gradient to every alpha of the edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class EdgeSample:
+    """Per-edge weights (E x K) and, per edge, the op indices to compute."""
+
+    weights: torch.Tensor
+    active: list[list[int]]
+    hard: bool
+
+    def mix(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        """Output of edge `edge` whose candidate ops are `ops`, applied to `x`."""
+        w = self.weights[edge]
+        chosen = self.active[edge]
+        out = w[chosen[0]] * ops[chosen[0]](x)
+        for k in chosen[1:]:
+            out = out + w[k] * ops[k](x)
+        if self.hard:
+            # The weights of the ops not computed are exactly zero in value (one_hot - p.detach() + p), but adding
+            # them routes the straight-through gradient to every alpha of the edge, as GDAS prescribes.
+            out = out + (w.sum() - w[chosen[0]])
+        return out
+
+
+class SoftmaxMixer:
+    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights."""
+
+    hard = False
+
+    def __init__(self) -> None:
+        self.tau = 1.0  # unused; kept so every mixer answers set_tau the same way
+
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str]) -> EdgeSample:
+        computed = [k for k, name in enumerate(op_names) if name != "none"]
+        return EdgeSample(F.softmax(alphas, dim=-1), [computed] * alphas.shape[0], hard=False)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class GumbelHardMixer:
+    """GDAS: hard Gumbel-softmax sample per edge with a straight-through gradient.
+
+    logits = (log_softmax(alpha) + g) / tau with standard Gumbel noise g; the sampled op is argmax(logits);
+    weights h = one_hot(index) - probs.detach() + probs. The noise comes from the mixer's own generator, so a
+    fixed seed gives the same sample sequence, and distributed ranks seeded alike sample the same sub-graph.
+    """
+
+    hard = True
+
+    def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
+        self.tau = tau
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._pending_state: torch.Tensor | None = None
+
+    def _generator_for(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+            if self._pending_state is not None:
+                self._generator.set_state(self._pending_state)
+                self._pending_state = None
+        return self._generator
+
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str]) -> EdgeSample:
+        generator = self._generator_for(alphas.device)
+        log_p = F.log_softmax(alphas, dim=-1)
+        while True:
+            gumbel = -torch.empty_like(alphas).exponential_(generator=generator).log()
+            probs = F.softmax((log_p + gumbel) / self.tau, dim=-1)
+            index = probs.argmax(dim=-1)
+            bad = ~torch.isfinite(gumbel).all() | ~torch.isfinite(probs).all()
+            # One host read per sample: the chosen op of every edge and the resample flag travel together.
+            host = torch.cat([index, bad.view(1).long()]).tolist()
+            if not host[-1]:
+                break
+        one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
+        weights = one_hot - probs.detach() + probs
+        return EdgeSample(weights, [[k] for k in host[:-1]], hard=True)
+
+    def state_dict(self) -> dict:
+        generator = self._generator
+        state = generator.get_state() if generator is not None else self._pending_state
+        return {"tau": self.tau, "seed": self.seed, "generator": state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tau, self.seed = float(state["tau"]), int(state["seed"])
+        self._generator = None
+        self._pending_state = state.get("generator")
+
+
+def build_mixer(algorithm: str, tau: float = 10.0, seed: int = 0) -> SoftmaxMixer | GumbelHardMixer:
+    """The mixer an algorithm needs: GDAS -> GumbelHardMixer, DARTS-V1/V2 -> SoftmaxMixer."""
+    if algorithm.upper().startswith("GDAS"):
+        return GumbelHardMixer(tau=tau, seed=seed)
+    return SoftmaxMixer()

@@ -1,0 +1,180 @@
+"""The one registry of primitive operations, shared by the NAS-Bench-201 and the NASNet (DARTS) spaces.
+
+Every op is built as `OPS[name](C_in, C_out, stride, affine, track_running_stats)` and maps an
+(N, C_in, H, W) tensor to (N, C_out, H / stride, W / stride).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ArchError
+
+OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
+
+
+def _bn(channels: int, affine: bool, track: bool) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, affine=affine, track_running_stats=track)
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv(k, stride, padding, dilation, no bias) -> BN."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int | tuple[int, int], stride: int, padding, dilation: int = 1,
+                 affine: bool = True, track: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+            _bn(C_out, affine, track),
+        )
+
+
+class SepConv(nn.Sequential):
+    """ReLU -> depthwise conv k x k (optionally dilated) -> pointwise 1x1 -> BN (DARTS `dil_conv`, half a `sep_conv`)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True, track: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            _bn(C_out, affine, track),
+        )
+
+
+class DualSepConv(nn.Sequential):
+    """DARTS `sep_conv_kxk`: two stacked SepConv blocks, the first carries the stride."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True, track: bool = True):
+        padding = (kernel - 1) // 2
+        super().__init__(
+            SepConv(C_in, C_in, kernel, stride, padding, 1, affine, track),
+            SepConv(C_in, C_out, kernel, 1, padding, 1, affine, track),
+        )
+
+
+class Conv1xkKx1(nn.Sequential):
+    """ReLU -> conv 1 x k -> conv k x 1 -> BN (`conv_3x1_1x3` in published genotypes)."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True, track: bool = True):
+        pad = (kernel - 1) // 2
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, (1, kernel), stride=(1, stride), padding=(0, pad), bias=False),
+            nn.Conv2d(C_in, C_out, (kernel, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
+            _bn(C_out, affine, track),
+        )
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros of the output shape (kept so that a cell's node count stays fixed)."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int):
+        super().__init__()
+        self.C_out, self.stride = C_out, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        h_out, w_out = -(-h // self.stride), -(-w // self.stride)
+        return x.new_zeros(n, self.C_out, h_out, w_out)
+
+
+class FactorizedReduce(nn.Module):
+    """Skip connection that changes shape: stride 2 -> two offset 1x1 stride-2 convs concatenated; stride 1 -> 1x1 conv."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, track: bool = True):
+        super().__init__()
+        self.stride = stride
+        self.relu = nn.ReLU(inplace=False)
+        if stride == 2:
+            half = C_out // 2
+            self.convs = nn.ModuleList([
+                nn.Conv2d(C_in, half, 1, stride=2, bias=False),
+                nn.Conv2d(C_in, C_out - half, 1, stride=2, bias=False),
+            ])
+            self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0.0)
+        elif stride == 1:
+            self.convs = nn.ModuleList([nn.Conv2d(C_in, C_out, 1, bias=False)])
+        else:
+            raise ValueError(f"FactorizedReduce supports stride 1 or 2, got {stride}")
+        self.bn = _bn(C_out, affine, track)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        if self.stride == 2:
+            shifted = self.pad(x)[:, :, 1:, 1:]
+            out = torch.cat([self.convs[0](x), self.convs[1](shifted)], dim=1)
+        else:
+            out = self.convs[0](x)
+        return self.bn(out)
+
+
+class Pooling(nn.Module):
+    """3x3 average or max pooling (padding 1); a 1x1 ReLUConvBN first when the channel count changes."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int, mode: str, affine: bool = True, track: bool = True):
+        super().__init__()
+        self.preprocess = None if C_in == C_out else ReLUConvBN(C_in, C_out, 1, 1, 0, 1, affine, track)
+        if mode == "avg":
+            self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        elif mode == "max":
+            self.pool = nn.MaxPool2d(3, stride=stride, padding=1)
+        else:
+            raise ValueError(f"pooling mode must be 'avg' or 'max', got {mode!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        return self.pool(x)
+
+
+def _skip(C_in: int, C_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    if stride == 1 and C_in == C_out:
+        return nn.Identity()
+    return FactorizedReduce(C_in, C_out, stride, affine, track)
+
+
+OPS: dict[str, OpFactory] = {
+    "none": lambda ci, co, s, a, t: Zero(ci, co, s),
+    "skip_connect": _skip,
+    "avg_pool_3x3": lambda ci, co, s, a, t: Pooling(ci, co, s, "avg", a, t),
+    "max_pool_3x3": lambda ci, co, s, a, t: Pooling(ci, co, s, "max", a, t),
+    # NAS-Bench-201 convolutions
+    "nor_conv_1x1": lambda ci, co, s, a, t: ReLUConvBN(ci, co, 1, s, 0, 1, a, t),
+    "nor_conv_3x3": lambda ci, co, s, a, t: ReLUConvBN(ci, co, 3, s, 1, 1, a, t),
+    # DARTS / NASNet convolutions
+    "sep_conv_3x3": lambda ci, co, s, a, t: DualSepConv(ci, co, 3, s, a, t),
+    "sep_conv_5x5": lambda ci, co, s, a, t: DualSepConv(ci, co, 5, s, a, t),
+    "sep_conv_7x7": lambda ci, co, s, a, t: DualSepConv(ci, co, 7, s, a, t),
+    "dil_conv_3x3": lambda ci, co, s, a, t: SepConv(ci, co, 3, s, 2, 2, a, t),
+    "dil_conv_5x5": lambda ci, co, s, a, t: SepConv(ci, co, 5, s, 4, 2, a, t),
+    "conv_3x1_1x3": lambda ci, co, s, a, t: Conv1xkKx1(ci, co, 3, s, a, t),
+}
+
+# Names used by the original tool for the same ops.
+OP_ALIASES: dict[str, str] = {
+    "dua_sepc_3x3": "sep_conv_3x3",
+    "dua_sepc_5x5": "sep_conv_5x5",
+    "dil_sepc_3x3": "dil_conv_3x3",
+    "dil_sepc_5x5": "dil_conv_5x5",
+}
+
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+DARTS_OPS: tuple[str, ...] = ("none", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
+                              "dil_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
+
+
+def canonical_op_name(name: str) -> str:
+    """Map an op name or one of the original tool's aliases to its canonical name; reject unknown names."""
+    name = OP_ALIASES.get(name, name)
+    if name not in OPS:
+        known = ", ".join(sorted(OPS) + sorted(OP_ALIASES))
+        raise ArchError(f"unknown op {name!r}; known ops: {known}")
+    return name
+
+
+def build_op(name: str, C_in: int, C_out: int, stride: int, affine: bool = True, track: bool = True) -> nn.Module:
+    """Build the op `name` (canonical or alias) mapping C_in -> C_out channels with the given stride."""
+    return OPS[canonical_op_name(name)](C_in, C_out, stride, affine, track)
