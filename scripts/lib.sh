@@ -1,0 +1,51 @@
+# Shared helpers of the bash drivers (sourced, not run).
+# - XAUTODL_ROOT: the repository root; it goes on PYTHONPATH so the drivers work without `pip install -e .`.
+# - xautodl_python: the interpreter: $PYTHON if set, else python3 when it has torch, else the environment that
+#   scripts/test.sh and scripts/demo.sh create (~/.cache/xautodl/venv or $XAUTODL_VENV).
+# - run_entry SCRIPT ARGS...: runs an exps/ entry point, under torchrun when NPROC (default: the number of
+#   visible CUDA GPUs) is above 1.
+XAUTODL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$XAUTODL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+usage_exit() {
+  echo "usage: $1" >&2
+  exit 1
+}
+
+xautodl_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+  if python3 -c "import torch" >/dev/null 2>&1; then echo python3; return; fi
+  local venv="${XAUTODL_VENV:-$HOME/.cache/xautodl/venv}"
+  if [ -x "$venv/bin/python" ]; then echo "$venv/bin/python"; return; fi
+  echo "error: no Python with torch found; run 'bash scripts/test.sh' (creates $venv) or 'pip install -e .'" >&2
+  exit 1
+}
+
+visible_gpus() {
+  "$1" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0
+}
+
+run_entry() {
+  local script="$XAUTODL_ROOT/$1"; shift
+  local py; py="$(xautodl_python)"
+  local nproc="${NPROC:-$(visible_gpus "$py")}"
+  if [ "${nproc:-0}" -gt 1 ]; then
+    "$py" -m torch.distributed.run --standalone --nproc_per_node="$nproc" "$script" "$@"
+  else
+    "$py" "$script" "$@"
+  fi
+}
+
+# nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space with the original settings.
+nb201_search() {
+  local algo="$1"; shift
+  [ $# -ge 3 ] || usage_exit "bash scripts-search/algos/$algo.sh <dataset: cifar10|cifar100|ImageNet16-120> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
+  local dataset="$1" bn="$2" seed="$3"; shift 3
+  local config=configs/nas-benchmark/algos/DARTS.config
+  [ "$algo" = GDAS ] && config=configs/nas-benchmark/algos/GDAS.config
+  run_entry "exps/NAS-Bench-201-algos/$algo.py" \
+    --save_dir "output/search-cell-nas-bench-201/$algo-$dataset-BN$bn" \
+    --max_nodes 4 --channel 16 --num_cells 5 --dataset "$dataset" --track_running_stats "$bn" \
+    --config_path "$config" --tau_max 10 --tau_min 0.1 \
+    --arch_learning_rate 0.0003 --arch_weight_decay 0.001 --rand_seed "$seed" "$@"
+}

@@ -1,0 +1,152 @@
+"""Search algorithms: how the weights and the architecture parameters of a supernet are updated.
+
+All three share the weight step (SGD on a train batch, gradient norm clipped). They differ in the mixer the
+supernet uses (see `mixing.py`) and in the architecture step on a valid batch:
+
+- GDAS and DARTS-V1: the gradient of the valid loss with respect to the alphas at the current weights.
+- DARTS-V2: the second-order gradient through one virtual SGD step (momentum and weight decay included), with the
+  Hessian-vector product approximated by central finite differences.
+
+An algorithm only talks to the supernet through `weights()`, `alphas()` and its forward: it never imports a space.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+ALGORITHMS = ("GDAS", "DARTS-V1", "DARTS-V2")
+
+
+def _assign_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
+    for param, grad in zip(params, grads):
+        param.grad = grad
+
+
+class SearchAlgorithm:
+    """Weight step shared by every algorithm; `arch_step` is the first-order architecture step."""
+
+    name = "DARTS-V1"
+
+    def __init__(self, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
+                 a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0) -> None:
+        self.model = model
+        self.criterion = criterion
+        self.w_optimizer = w_optimizer
+        self.a_optimizer = a_optimizer
+        self.grad_clip = grad_clip
+        self.weights: list[nn.Parameter] = list(model.weights())
+        self.alphas: list[nn.Parameter] = list(model.alphas())
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        return self.criterion(logits, y), logits
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step of the weights on a train batch; returns the (detached) loss and logits."""
+        loss, logits = self._loss(x, y)
+        # Differentiate only with respect to the weights: no alpha gradient is needed here. GDAS leaves the
+        # ops it did not sample unused, their gradient is None and the optimiser leaves them untouched.
+        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        _assign_grads(self.weights, grads)
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_([p for p in self.weights if p.grad is not None], self.grad_clip)
+        self.w_optimizer.step()
+        return loss.detach(), logits.detach()
+
+    def arch_step(self, train: Batch, valid: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Adam step of the alphas on a valid batch; returns the (detached) valid loss and logits."""
+        loss, logits = self._loss(*valid)
+        # Differentiating only with respect to the alphas skips every weight-gradient kernel.
+        _assign_grads(self.alphas, torch.autograd.grad(loss, self.alphas))
+        self.a_optimizer.step()
+        return loss.detach(), logits.detach()
+
+
+class GDAS(SearchAlgorithm):
+    """GDAS: first-order architecture step; the hard Gumbel sampling lives in the supernet's mixer."""
+
+    name = "GDAS"
+
+
+class DartsV1(SearchAlgorithm):
+    """DARTS first order: the architecture gradient is taken at the current weights."""
+
+    name = "DARTS-V1"
+
+
+class DartsV2(SearchAlgorithm):
+    """DARTS second order (unrolled): grad_a L_val(w', a) - xi * finite-difference Hessian-vector product.
+
+    w' = w - xi * (grad_w L_train + momentum * momentum_buffer + weight_decay * w), xi the current weight LR;
+    w+- = w +- eps * grad_w' L_val(w'), eps = `hvp_radius` / ||grad_w' L_val(w')||.
+    """
+
+    name = "DARTS-V2"
+
+    def __init__(self, *args, hvp_radius: float = 0.01, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.hvp_radius = hvp_radius
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        self._weight_names = [names[id(p)] for p in self.weights]
+
+    def _virtual_weights(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        group = self.w_optimizer.param_groups[0]
+        lr, decay, momentum = group["lr"], group["weight_decay"], group.get("momentum", 0.0)
+        loss, _ = self._loss(x, y)
+        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        virtual = []
+        with torch.no_grad():
+            for param, grad in zip(self.weights, grads):
+                step = decay * param if grad is None else grad + decay * param
+                buffer = self.w_optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:
+                    step = step + momentum * buffer
+                virtual.append((param - lr * step).requires_grad_(True))
+        return virtual
+
+    def _alpha_grads_at(self, direction: Sequence[torch.Tensor], scale: torch.Tensor, x: torch.Tensor,
+                        y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Alpha gradient of the train loss at w + scale * direction (the weights are restored exactly)."""
+        saved = [param.detach().clone() for param in self.weights]
+        with torch.no_grad():
+            for param, d in zip(self.weights, direction):
+                param.add_(d * scale)
+        loss, _ = self._loss(x, y)
+        grads = torch.autograd.grad(loss, self.alphas)
+        with torch.no_grad():
+            for param, original in zip(self.weights, saved):
+                param.copy_(original)
+        return grads
+
+    def arch_step(self, train: Batch, valid: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = self.w_optimizer.param_groups[0]["lr"]
+        virtual = self._virtual_weights(*train)
+        # The virtual forward must not touch the real BN running statistics: give it copies of the buffers.
+        state = {n: b.clone() for n, b in self.model.named_buffers()}
+        state.update(zip(self._weight_names, virtual))
+        logits = functional_call(self.model, state, (valid[0],))
+        loss = self.criterion(logits, valid[1])
+        grads = torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True)
+        alpha_grads, weight_grads = grads[: len(self.alphas)], grads[len(self.alphas):]
+        direction = [torch.zeros_like(w) if g is None else g for w, g in zip(virtual, weight_grads)]
+        norm = torch.cat([d.flatten() for d in direction]).norm()
+        radius = self.hvp_radius / norm  # a device scalar: no host sync
+        grads_plus = self._alpha_grads_at(direction, radius, *train)
+        grads_minus = self._alpha_grads_at(direction, -radius, *train)
+        final = [ga - lr * (gp - gm) / (2 * radius) for ga, gp, gm in zip(alpha_grads, grads_plus, grads_minus)]
+        _assign_grads(self.alphas, final)
+        self.a_optimizer.step()
+        return loss.detach(), logits.detach()
+
+
+def build_algorithm(name: str, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
+                    a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0) -> SearchAlgorithm:
+    """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`."""
+    classes = {"GDAS": GDAS, "DARTS-V1": DartsV1, "DARTS-V2": DartsV2}
+    if name not in classes:
+        raise ValueError(f"unknown search algorithm {name!r}; expected one of {', '.join(classes)}")
+    return classes[name](model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip)

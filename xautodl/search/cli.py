@@ -1,0 +1,200 @@
+"""Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2}.py`).
+
+The flags are those of the original tool's scripts plus `--epochs`, `--batch_size`, `--limit_batches`,
+`--device`, `--split_file`, `--download` and `--quiet`. Without `--model_config` the search runs on the
+NAS-Bench-201 space; with a `configs/search-archs/*NASNet*.config` it runs on the NASNet (DARTS) space.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..config_utils import load_config
+from ..datasets import get_search_loader
+from ..errors import XAutoDLError
+from ..runtime import (RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain)
+from ..train.optim import build_criterion, build_optimizer
+from ..train.schedules import CosineWithWarmup
+from .algorithms import ALGORITHMS, build_algorithm
+from .loop import SearchLoop, SearchRun
+from .mixing import build_mixer
+
+DEFAULT_CONFIGS = {
+    "GDAS": "configs/nas-benchmark/algos/GDAS.config",
+    "DARTS-V1": "configs/nas-benchmark/algos/DARTS.config",
+    "DARTS-V2": "configs/nas-benchmark/algos/DARTS.config",
+}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def build_parser(algorithm: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
+    add = parser.add_argument
+    add("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120, digits or folder")
+    add("--data_path", default=None, help="data folder (default: derived from $TORCH_HOME)")
+    add("--search_space_name", default="nas-bench-201", help="nas-bench-201 or darts")
+    add("--max_nodes", type=int, default=4)
+    add("--channel", type=int, default=16)
+    add("--num_cells", type=int, default=5)
+    add("--track_running_stats", type=int, choices=(0, 1), default=1)
+    add("--config_path", default=DEFAULT_CONFIGS[algorithm], help="optimisation config")
+    add("--model_config", default=None, help="NASNet supernet config (configs/search-archs/...)")
+    add("--tau_max", type=float, default=10.0)
+    add("--tau_min", type=float, default=0.1)
+    add("--arch_learning_rate", type=float, default=3e-4)
+    add("--arch_weight_decay", type=float, default=1e-3)
+    add("--workers", type=int, default=2, help="data loading workers (only used by folder-backed data sets)")
+    add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
+    add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
+    add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
+    add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")
+    add("--epochs", type=positive_int, default=None, help="override the config's epochs")
+    add("--batch_size", type=positive_int, default=None, help="override the config's batch size")
+    add("--limit_batches", type=int, default=0, help="stop each epoch after N steps (smoke runs)")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add("--split_file", default=None, help="search split file overriding the shipped one")
+    add("--download", action="store_true", help="download CIFAR with torchvision when it is missing")
+    add("--quiet", action="store_true", help="no progress bars")
+    add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")
+    return parser
+
+
+def default_save_dir(algorithm: str, args: argparse.Namespace, space: str, arch_name: str | None) -> Path:
+    name = algorithm if arch_name is None else {"GDAS": "GDAS", "GDAS_FRC": "GDAS-FRC", "DARTS": "DARTS-V1"}.get(
+        arch_name, arch_name)
+    folder = "search-cell-nas-bench-201" if space == "nas-bench-201" else "search-cell-darts"
+    return Path("output") / folder / f"{name}-{args.dataset}-BN{args.track_running_stats}"
+
+
+def choose_seed(requested: int, run_dir: Path) -> int:
+    """The seed to use: as given, or for -1 the newest unfinished run in `run_dir`, or a fresh random one."""
+    if requested >= 0:
+        return requested
+    candidates = sorted((run_dir / "checkpoint").glob("seed-*-basic.pth"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(candidates):
+        try:
+            state = load_checkpoint(path)
+        except XAutoDLError:
+            continue
+        if not state.get("finished", False):
+            return int(state["seed"])
+    return seed_everything(-1)
+
+
+def build_supernet(args, model_config, num_classes: int, mixer) -> tuple[torch.nn.Module, str]:
+    """The supernet of the requested space and the space's name."""
+    track = bool(args.track_running_stats)
+    if model_config is None:
+        from ..spaces.nas201 import NB201Supernet
+
+        model = NB201Supernet(args.channel, args.num_cells, num_classes, mixer, max_nodes=args.max_nodes,
+                              affine=False, track_running_stats=track)
+        return model, "nas-bench-201"
+    from ..spaces.nasnet import NASNetSupernet
+
+    model = NASNetSupernet(int(model_config.C), int(model_config.N), int(model_config.steps),
+                           int(model_config.multiplier), int(model_config.stem_multiplier), num_classes, mixer,
+                           affine=False, track_running_stats=track,
+                           fixed_reduction=model_config.name == "GDAS_FRC")
+    return model, "darts"
+
+
+def benchmark_lookup(args, space: str, logger: RunLogger):
+    """A function arch string -> benchmark result, or None when unavailable or not applicable."""
+    if space != "nas-bench-201" or args.no_benchmark:
+        return None
+    from ..bench import open_benchmark
+
+    bench = open_benchmark(args.arch_nas_dataset, logger=logger)
+    if bench is None:
+        return None
+    return lambda arch: bench.query(arch).to_dict()
+
+
+def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
+    """Parse `argv`, build everything and run (or resume) the search; returns the summary."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm}")
+    args = build_parser(algorithm).parse_args(argv)
+    device = select_device(args.device)
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
+    config = load_config(args.config_path, overrides=overrides)
+    model_config = load_config(args.model_config) if args.model_config else None
+    space = "nas-bench-201" if model_config is None else "darts"
+    arch_name = None if model_config is None else str(model_config.name)
+    run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args, space, arch_name)
+    _check_writable(run_dir)
+    seed = seed_everything(choose_seed(args.rand_seed, run_dir))
+
+    loader, info = get_search_loader(args.dataset, int(config.batch_size), device, seed, data_path=args.data_path,
+                                     split_file=args.split_file, download=args.download)
+    mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
+    model, space = build_supernet(args, model_config, info.num_classes, mixer)
+    model = model.to(device)
+    w_optimizer = build_optimizer(config, model.weights())
+    a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
+                                   weight_decay=args.arch_weight_decay)
+    algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer)
+    epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
+    schedule = CosineWithWarmup(w_optimizer, epochs, warmup, float(config.eta_min))
+
+    logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet)
+    plain_args = dict(to_plain(vars(args)), rand_seed=seed)
+    run_info = SearchRun(run_dir, seed, space, algorithm if arch_name is None else arch_name, args.dataset, plain_args)
+    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, args.tau_max, args.tau_min,
+                      mixer=mixer, limit_batches=args.limit_batches,
+                      benchmark=benchmark_lookup(args, space, logger), progress=not args.quiet,
+                      print_freq=args.print_freq)
+    _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed)
+    started = time.time()
+    summary = loop.run_search()
+    _log_end(logger, summary, run_info, time.time() - started)
+    logger.close()
+    return summary
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise XAutoDLError(f"cannot create the run directory {run_dir}: {error.strerror}; "
+                           f"pass a writable --save_dir") from None
+    if not os.access(run_dir / "checkpoint", os.W_OK):
+        raise XAutoDLError(f"the run directory {run_dir} is not writable; pass a writable --save_dir")
+
+
+def _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed) -> None:
+    weights = sum(p.numel() for p in model.weights())
+    logger.log(f"{algorithm} search on {args.dataset} | device {device} | seed {seed} | run dir {run_dir}")
+    logger.log(f"data: {len(loader)} search pairs of batch {config.batch_size} per epoch, "
+               f"{info.num_classes} classes, {info.image_size}x{info.image_size} images")
+    logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]}")
+    logger.log(f"config: {config.to_dict()} | tau {args.tau_max} -> {args.tau_min} | arch LR "
+               f"{args.arch_learning_rate} wd {args.arch_weight_decay}")
+
+
+def _log_end(logger, summary: dict, run_info: SearchRun, seconds: float) -> None:
+    logger.log(f"final genotype: {summary['final_genotype']}")
+    last = summary["history"][-1] if summary["history"] else {}
+    if last.get("benchmark"):
+        logger.log(f"benchmark of the final genotype: {last['benchmark']}")
+    logger.log(f"best valid accuracy {summary['best']['valid_acc']:.2f}% at epoch {summary['best']['epoch'] + 1}; "
+               f"{seconds:.1f}s this session")
+    logger.log(f"files: {run_info.summary_path}, {run_info.checkpoint_path}, {run_info.best_path}")
+
+
+def main(algorithm: str) -> None:
+    """Entry point used by the thin scripts under exps/."""
+    main_guard(lambda: run(algorithm))

@@ -1,0 +1,38 @@
+"""Learning-rate schedule shared by the search loop and the training loop (one owner)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class CosineWithWarmup:
+    """Linear warmup over `warmup` epochs (updated every step), then cosine from the base LR to `eta_min` over
+    `epochs` epochs (updated once per epoch, as the original tool does); `eta_min` after that.
+
+    `set_position(epoch, fraction)` sets the LR of every param group for step `fraction` (0 <= fraction < 1) of
+    epoch `epoch`; epochs count from 0 and include the warmup epochs.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, warmup: int = 0, eta_min: float = 0.0,
+                 scheduler: str = "cos") -> None:
+        if scheduler != "cos":
+            raise ValueError(f"only the cosine schedule ('cos') is supported, got {scheduler!r}")
+        self.optimizer = optimizer
+        self.epochs, self.warmup, self.eta_min = epochs, warmup, eta_min
+        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
+
+    def lr_at(self, base_lr: float, epoch: int, fraction: float = 0.0) -> float:
+        """LR for a param group whose base LR is `base_lr`, at step `fraction` of epoch `epoch`."""
+        if epoch < self.warmup:
+            return base_lr * (epoch + fraction) / self.warmup
+        cosine_epoch = epoch - self.warmup
+        if cosine_epoch >= self.epochs:
+            return self.eta_min
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * cosine_epoch / self.epochs)) / 2
+
+    def set_position(self, epoch: int, fraction: float = 0.0) -> float:
+        """Apply the schedule for (epoch, fraction) to the optimizer; returns the first group's LR."""
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base_lr, epoch, fraction)
+        return self.optimizer.param_groups[0]["lr"]
