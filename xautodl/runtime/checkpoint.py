@@ -1,0 +1,220 @@
+"""The one checkpoint format: a dict of plain data written atomically, loaded only with `weights_only=True`.
+
+Writing: the state goes to a temporary file in the checkpoint's folder, is fsynced and loaded back with
+`weights_only=True` (proof that it is complete and safe to read), the current file is kept as `<path>.prev`, and
+the temporary file is renamed over `<path>`. A crash at any moment leaves `<path>` either the old or the new
+complete file. Reading never unpickles arbitrary objects: a checkpoint from elsewhere must not be able to run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from xautodl.errors import CheckpointError
+from xautodl.runtime.serialization import fsync_folder
+
+CHECKPOINT_SCHEMA = 1
+SCHEMA_KEY = "schema_version"
+PREVIOUS_SUFFIX = ".prev"
+# How torch's weights-only unpickler names a class or function it will not import.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+_LEAF_TYPES = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.device)
+_CONTAINER_TYPES = (dict, OrderedDict, list, tuple, torch.Size)
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that can only be read by unpickling arbitrary objects, which could run code."""
+
+
+class SupportsLog(Protocol):
+    def log(self, message: str) -> None: ...
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint written before `path`'s current one is kept."""
+    path = Path(path)
+    return path.with_name(path.name + PREVIOUS_SUFFIX)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write `state` (plain data only) to `path` atomically, keeping the previous file as `<path>.prev`.
+
+    Adds `schema_version` when absent. Non-plain values (objects, numpy arrays, paths) raise TypeError naming
+    where they are: convert them first (`to_plain`, `state_dict()`, `torch.from_numpy`). A folder that cannot be
+    written raises CheckpointError. Returns the path written.
+    """
+    if not isinstance(state, dict):
+        raise TypeError(f"a checkpoint state must be a dict, got {type(state).__name__}")
+    payload = state if SCHEMA_KEY in state else {SCHEMA_KEY: CHECKPOINT_SCHEMA, **state}
+    _check_plain(payload, "state")
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target)
+        tmp = _write_verified_temporary(target, payload)
+        try:
+            if target.exists():
+                _keep_as_previous(target)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_folder(target.parent)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {target}: {err.strerror or err}; check that {target.parent} is writable "
+            "and the disk is not full"
+        ) from err
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`, with `torch.load(weights_only=True)` only.
+
+    Raises CheckpointError when the file is missing, truncated or corrupt, or written by a newer xautodl, and
+    UnsafeCheckpointError (a CheckpointError) when reading it would need arbitrary unpickling.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file} not found")
+    try:
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        needed = _needed_global(str(err))
+        if needed is not None:
+            raise UnsafeCheckpointError(
+                f"refusing to load checkpoint {file}: it stores Python objects ({needed}) that can only be restored "
+                "by unpickling arbitrary code (for example a checkpoint of the original tool or from another program). "
+                "xautodl loads checkpoints with torch.load(weights_only=True) only, because unpickling a file from "
+                "elsewhere can run any code. Use a checkpoint written by this version of xautodl."
+            ) from None
+        raise _corrupt(file, "damaged pickle data") from None
+    except Exception as err:  # torch reports truncation as RuntimeError, EOFError, OSError, ... by format
+        first_line = next(iter(str(err).splitlines()), "")
+        raise _corrupt(file, f"{type(err).__name__}: {first_line}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {file} holds a {type(state).__name__}, expected a dict of run state")
+    version = state.get(SCHEMA_KEY, CHECKPOINT_SCHEMA)
+    if not isinstance(version, int) or version > CHECKPOINT_SCHEMA:
+        raise CheckpointError(
+            f"checkpoint {file} has schema version {version!r}, newer than this xautodl understands "
+            f"({CHECKPOINT_SCHEMA}); upgrade xautodl to resume from it"
+        )
+    return state
+
+
+def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None = None) -> dict[str, Any] | None:
+    """The state to resume from: `path`, else `<path>.prev` when `path` is missing or damaged, else None.
+
+    None means neither file exists, so the run starts from scratch. When files exist but none loads this raises
+    CheckpointError: starting over would overwrite earlier results without anyone noticing.
+    """
+    main, previous = Path(path), previous_path(path)
+    if not main.exists() and not previous.exists():
+        return None
+    main_problem = "it does not exist"
+    if main.exists():
+        try:
+            return load_checkpoint(main)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as err:
+            main_problem = str(err)
+    if not previous.exists():
+        raise CheckpointError(
+            f"cannot resume: {main_problem}, and there is no previous checkpoint {previous}. Delete or move "
+            f"{main} to start this run from scratch."
+        )
+    try:
+        state = load_checkpoint(previous)
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "
+            "this run from scratch."
+        ) from None
+    _warn(f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}", logger)
+    return state
+
+
+def _warn(message: str, logger: SupportsLog | None) -> None:
+    if logger is not None:
+        logger.log(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _needed_global(message: str) -> str | None:
+    """The object a weights-only load refused, or None when the refusal came from damaged bytes instead."""
+    match = _REFUSED_GLOBAL.search(message)
+    if match:
+        return match.group(1)
+    return "a pickled object" if "unrecognized function" in message or "Unsupported class" in message else None
+
+
+def _corrupt(file: Path, detail: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {file} is truncated or corrupt ({detail})")
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, _LEAF_TYPES):
+        return
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"checkpoint key {key!r} in {where} is a {type(key).__name__}; use str or int keys")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    if type(value) in (list, tuple, torch.Size):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(
+        f"checkpoint value {where} is a {type(value).__name__}; a checkpoint holds only tensors, numbers, strings, "
+        "lists, dicts and None (convert with to_plain(), .state_dict() or torch.as_tensor())"
+    )
+
+
+def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mmap keeps the read-back cheap: the unpickler checks every record, tensor bytes stay on disk.
+        torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _keep_as_previous(target: Path) -> None:
+    """Make `<target>.prev` a copy of `target` without a moment where `target` is missing."""
+    previous = previous_path(target)
+    staging = target.with_name(f".{previous.name}.{os.getpid()}.tmp")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(target, staging)
+    except OSError:
+        # Filesystems without hard links get a copy; slower, same guarantee.
+        shutil.copyfile(target, staging)
+    os.replace(staging, previous)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporary files left by writers of this checkpoint that were killed mid-write."""
+    for pattern in (f".{target.name}.*.tmp", f".{previous_path(target).name}.*.tmp"):
+        for leftover in target.parent.glob(pattern):
+            leftover.unlink(missing_ok=True)

@@ -1,0 +1,28 @@
+"""Command-line flags shared by every entry point (one definition, one meaning)."""
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (batch sizes, epochs, channels)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """--epochs, --batch_size, --limit_batches, --device, --data_path, --download, --workers, --quiet."""
+    add = parser.add_argument
+    add("--epochs", type=positive_int, default=None, help="override the config's epochs")
+    add("--batch_size", type=positive_int, default=None, help="override the config's batch size")
+    add("--limit_batches", type=int, default=0, help="stop each epoch after N steps (smoke runs)")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add("--data_path", default=None, help="data folder (default: derived from $TORCH_HOME)")
+    add("--download", action="store_true", help="download CIFAR with torchvision when it is missing (online only)")
+    add("--workers", type=int, default=4, help="data loading workers (only imagenet-1k reads files per step)")
+    add("--quiet", action="store_true", help="no progress bars; plain periodic log lines")
