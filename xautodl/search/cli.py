@@ -17,7 +17,8 @@ import torch
 from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import XAutoDLError
-from ..runtime import (RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain)
+from ..runtime import RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain
+from ..runtime.flags import add_common_flags
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
 from .algorithms import ALGORITHMS, build_algorithm
@@ -31,19 +32,11 @@ DEFAULT_CONFIGS = {
 }
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def build_parser(algorithm: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
     add = parser.add_argument
     add("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120, digits or folder")
-    add("--data_path", default=None, help="data folder (default: derived from $TORCH_HOME)")
     add("--search_space_name", default="nas-bench-201", help="nas-bench-201 or darts")
     add("--max_nodes", type=int, default=4)
     add("--channel", type=int, default=16)
@@ -55,19 +48,13 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--tau_min", type=float, default=0.1)
     add("--arch_learning_rate", type=float, default=3e-4)
     add("--arch_weight_decay", type=float, default=1e-3)
-    add("--workers", type=int, default=2, help="data loading workers (only used by folder-backed data sets)")
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
     add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
     add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
     add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")
-    add("--epochs", type=positive_int, default=None, help="override the config's epochs")
-    add("--batch_size", type=positive_int, default=None, help="override the config's batch size")
-    add("--limit_batches", type=int, default=0, help="stop each epoch after N steps (smoke runs)")
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     add("--split_file", default=None, help="search split file overriding the shipped one")
-    add("--download", action="store_true", help="download CIFAR with torchvision when it is missing")
-    add("--quiet", action="store_true", help="no progress bars")
     add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")
+    add_common_flags(parser)
     return parser
 
 

@@ -1,0 +1,171 @@
+"""Train one NAS-Bench-201 architecture the benchmark's way (`exps/NAS-Bench-201/main.py`).
+
+For every seed and every setting (cifar10-valid, cifar10, cifar100, ImageNet16-120) the TinyNetwork of the arch is
+trained with the 200E hyper-parameters and evaluated every epoch. One JSON file per (arch, seed) holds, per
+setting, params (MB), FLOPs (M), the per-epoch losses and accuracies and the training time. Re-running resumes an
+unfinished setting from its checkpoint and skips finished ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..config_utils import load_config
+from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
+from ..errors import DataError
+from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
+from ..runtime.flags import add_common_flags, positive_int
+from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
+from ..utils.flops import count_flops_m, count_params_mb
+from .loop import Trainer, TrainPaths, TrainSettings
+from .optim import build_criterion, build_optimizer
+from .schedules import CosineWithWarmup
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Train NAS-Bench-201 architectures the benchmark's way.")
+    add = parser.add_argument
+    add("--arch", default=None, help="arch string or known name (e.g. resnet)")
+    add("--mode", default=None, help="original tool's form: specific-<arch string or name>")
+    add("--save_dir", default="output/NAS-BENCH-201-4")
+    add("--max_node", type=int, default=4)
+    add("--channel", type=positive_int, default=16)
+    add("--num_cells", type=positive_int, default=5)
+    add("--datasets", nargs="+", default=list(NB201_SETTINGS), help=f"subset of {' '.join(NB201_SETTINGS)}")
+    add("--xpaths", nargs="+", default=None, help="one data folder per dataset (default: from $TORCH_HOME)")
+    add("--seeds", nargs="+", type=int, default=[777, 888, 999])
+    add("--config_path", default="configs/nas-benchmark/hyper-opts/200E.config")
+    add("--split_dir", default=None, help="folder of split files replacing the shipped ones (same file names)")
+    add("--use_less", type=int, default=0, help="accepted for compatibility; ignored")
+    add("--splits", nargs="+", type=int, default=None, help="accepted for compatibility; ignored")
+    add_common_flags(parser)
+    return parser
+
+
+def resolve_arch(args: argparse.Namespace):
+    text = args.arch
+    if text is None and args.mode:
+        if not args.mode.startswith("specific-"):
+            raise DataError(f"--mode {args.mode!r} is not supported: use --mode specific-<arch> or --arch <arch>")
+        text = args.mode[len("specific-"):]
+    if text is None:
+        raise DataError("no architecture given: pass --arch '<arch string or name>' (e.g. --arch resnet)")
+    return parse_arch(text)
+
+
+def arch_index(arch) -> int:
+    """The arch's position in the enumeration of the 15,625 cells (names its result files)."""
+    return enumerate_archs().index(arch)
+
+
+def _data_paths(args: argparse.Namespace) -> dict[str, str | None]:
+    unknown = [d for d in args.datasets if d not in NB201_SETTINGS]
+    if unknown:
+        raise DataError(f"unknown dataset setting(s) {', '.join(unknown)}; expected {', '.join(NB201_SETTINGS)}")
+    if args.xpaths is not None and len(args.xpaths) != len(args.datasets):
+        raise DataError(f"--xpaths has {len(args.xpaths)} folders for {len(args.datasets)} --datasets; give one each")
+    paths = args.xpaths or [args.data_path] * len(args.datasets)
+    return dict(zip(args.datasets, paths))
+
+
+def _split_file(args: argparse.Namespace, setting: str) -> Path | None:
+    if args.split_dir is None or setting == "cifar10":
+        return None
+    name = "cifar10" if setting == "cifar10-valid" else setting
+    return Path(args.split_dir) / SPLIT_FILES[name]
+
+
+def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str, logger: RunLogger, device) -> dict:
+    """Train `arch` with `seed` on one setting (resuming its checkpoint); returns that setting's result."""
+    config = load_config(args.config_path, overrides={k: getattr(args, k) for k in ("epochs", "batch_size")
+                                                        if getattr(args, k) is not None})
+    seed_everything(seed)
+    train_loader, eval_loaders, info = get_nb201_loaders(setting, int(config.batch_size), device, seed, data_path,
+                                                         _split_file(args, setting), download=args.download)
+    model = TinyNetwork(arch, args.channel, args.num_cells, info.num_classes)
+    params = count_params_mb(model)
+    flops = count_flops_m(model, (1, 3, info.image_size, info.image_size))
+    model = model.to(device)
+    optimizer = build_optimizer(config, model.parameters())
+    epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
+    schedule = CosineWithWarmup(optimizer, epochs, warmup, float(config.eta_min))
+    checkpoints = Path(args.save_dir) / "checkpoints"
+    paths = TrainPaths(checkpoints / f"{run_name}-{setting}.pth", meta={"arch": str(arch), "seed": seed, "setting": setting})
+    settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet)
+    trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
+                      logger, best_on="valid" if "valid" in eval_loaders else "test")
+    logger.log(f"{setting} seed {seed}: {len(train_loader)} steps/epoch, params {params:.3f} MB, FLOPs {flops:.2f} M")
+    history = trainer.fit()
+    return {
+        "params": params,
+        "flops": flops,
+        "epochs": history,
+        "train_seconds": sum(h["train_seconds"] for h in history),
+        "finished": len(history) >= settings.total_epochs,
+        "config": config.to_dict(),
+    }
+
+
+def run(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    arch = resolve_arch(args)
+    device = select_device(args.device)
+    data_paths = _data_paths(args)
+    index = arch_index(arch)
+    save_dir = Path(args.save_dir)
+    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", tensorboard=False, quiet=args.quiet)
+    benchmark = _open_benchmark(args, logger)
+    logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "
+               f"settings {' '.join(args.datasets)} | seeds {' '.join(map(str, args.seeds))}")
+    results = {}
+    for seed in args.seeds:
+        run_name = f"arch-{index:05d}-seed-{seed}"
+        result_path = save_dir / f"{run_name}.json"
+        result = _load_result(result_path) or {"arch": str(arch), "index": index, "channel": args.channel,
+                                               "num_cells": args.num_cells, "seed": seed, "datasets": {}}
+        for setting in args.datasets:
+            if result["datasets"].get(setting, {}).get("finished"):
+                logger.log(f"{setting} seed {seed}: already finished in {result_path}, skipped")
+                continue
+            started = time.time()
+            outcome = train_setting(args, arch, seed, setting, data_paths[setting], run_name, logger, device)
+            result["datasets"][setting] = outcome
+            atomic_write_json(result_path, result)
+            _report(logger, setting, seed, outcome, benchmark, arch, time.time() - started)
+        results[seed] = result
+    logger.log(f"results in {save_dir}/arch-{index:05d}-seed-*.json")
+    logger.close()
+    return results
+
+
+def _load_result(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(f"result file {path} is corrupt ({error}); move it away to retrain from the checkpoints") from None
+
+
+def _open_benchmark(args, logger):
+    from ..bench import open_benchmark
+
+    return open_benchmark(None, logger=logger)
+
+
+def _report(logger, setting: str, seed: int, outcome: dict, benchmark, arch, seconds: float) -> None:
+    last = outcome["epochs"][-1] if outcome["epochs"] else {}
+    ours = ", ".join(f"{key} {last[key + '_acc']:.2f}%" for key in ("train", "valid", "test") if key + "_acc" in last)
+    logger.log(f"{setting} seed {seed} done in {seconds:.1f}s: {ours}")
+    if benchmark is not None:
+        reference = benchmark.query(str(arch)).to_dict().get("accuracy", {}).get(setting)
+        if reference:
+            logger.log(f"{setting} NATS-Bench (200 epochs, mean over its seeds): " +
+                       ", ".join(f"{k} {v:.2f}%" for k, v in reference.items()))
+
+
+def main() -> None:
+    main_guard(run)
