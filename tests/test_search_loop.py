@@ -1,0 +1,107 @@
+"""The search loop end to end on the digits set: outputs, reproducibility and resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xautodl.runtime import load_checkpoint
+from xautodl.search import cli
+from xautodl.search.loop import SearchLoop
+
+TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
+        "--device", "cpu", "--quiet", "--no_benchmark"]
+
+
+def search(tmp_path, name: str, algorithm: str = "GDAS", epochs: int = 3, seed: int = 5, extra=()) -> dict:
+    run_dir = tmp_path / name
+    argv = TINY + ["--epochs", str(epochs), "--rand_seed", str(seed), "--save_dir", str(run_dir), *extra]
+    return cli.run(algorithm, argv)
+
+
+def final_state(tmp_path, name: str, seed: int = 5) -> dict:
+    return load_checkpoint(tmp_path / name / "checkpoint" / f"seed-{seed}-basic.pth")
+
+
+@pytest.mark.parametrize("algorithm", ["GDAS", "DARTS-V1", "DARTS-V2"])
+def test_search_writes_checkpoints_summary_log_and_events(tmp_path, algorithm):
+    summary = search(tmp_path, "run", algorithm, epochs=2)
+    run_dir = tmp_path / "run"
+    assert (run_dir / "checkpoint" / "seed-5-basic.pth").exists()
+    assert (run_dir / "checkpoint" / "seed-5-best.pth").exists()
+    assert list(run_dir.glob("events.out.tfevents.*")) or list(run_dir.rglob("events.out.tfevents.*"))
+    log = (run_dir / "seed-5-log.txt").read_text()
+    assert log.count("genotype:") >= 2
+    written = json.loads((run_dir / "seed-5-summary.json").read_text())
+    assert written["final_genotype"] == summary["final_genotype"]
+    assert written["final_genotype"].startswith("|") and len(written["history"]) == 2
+    for entry in written["history"]:
+        assert {"genotype", "train_loss", "train_acc", "valid_loss", "valid_acc", "tau", "seconds"} <= set(entry)
+    state = final_state(tmp_path, "run")
+    assert state["epoch"] == 1 and state["finished"] and state["algorithm"] == algorithm
+
+
+def test_gdas_tau_follows_the_schedule_in_the_history(tmp_path):
+    summary = search(tmp_path, "run", "GDAS", epochs=3, extra=["--tau_max", "4", "--tau_min", "1"])
+    assert [h["tau"] for h in summary["history"]] == pytest.approx([4.0, 2.5, 1.0])
+
+
+def test_same_seed_same_trajectory(tmp_path):
+    first = search(tmp_path, "a")
+    second = search(tmp_path, "b")
+    assert [h["genotype"] for h in first["history"]] == [h["genotype"] for h in second["history"]]
+    assert [h["train_loss"] for h in first["history"]] == [h["train_loss"] for h in second["history"]]
+    a, b = final_state(tmp_path, "a"), final_state(tmp_path, "b")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monkeypatch):
+    search(tmp_path, "straight", epochs=3)
+
+    real_run_epoch = SearchLoop.run_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # the process dies mid-epoch: epoch 0's checkpoint is the last complete one
+        return real_run_epoch(self, epoch)
+
+    monkeypatch.setattr(SearchLoop, "run_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, "resumed", epochs=3)
+    assert final_state(tmp_path, "resumed")["epoch"] == 0
+    monkeypatch.setattr(SearchLoop, "run_epoch", real_run_epoch)
+    summary = search(tmp_path, "resumed", epochs=3)
+
+    straight = json.loads((tmp_path / "straight" / "seed-5-summary.json").read_text())
+    assert [h["genotype"] for h in summary["history"]] == [h["genotype"] for h in straight["history"]]
+    assert [h["valid_loss"] for h in summary["history"]] == [h["valid_loss"] for h in straight["history"]]
+    a, b = final_state(tmp_path, "straight"), final_state(tmp_path, "resumed")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert "resumed from" in (tmp_path / "resumed" / "seed-5-log.txt").read_text()
+
+
+def test_rerunning_a_finished_search_changes_nothing(tmp_path):
+    search(tmp_path, "run", epochs=2)
+    before = final_state(tmp_path, "run")
+    summary = search(tmp_path, "run", epochs=2)
+    after = final_state(tmp_path, "run")
+    assert len(summary["history"]) == 2
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+def test_random_seed_resumes_the_unfinished_run(tmp_path, monkeypatch):
+    real_run_epoch = SearchLoop.run_epoch
+
+    def crash(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_run_epoch(self, epoch)
+
+    monkeypatch.setattr(SearchLoop, "run_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, "run", epochs=2, seed=-1)
+    monkeypatch.setattr(SearchLoop, "run_epoch", real_run_epoch)
+    summary = search(tmp_path, "run", epochs=2, seed=-1)
+    assert len(list((tmp_path / "run" / "checkpoint").glob("seed-*-basic.pth"))) == 1
+    assert len(summary["history"]) == 2
