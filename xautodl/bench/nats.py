@@ -1,0 +1,156 @@
+"""Look up NAS-Bench-201 cells in the NATS-Bench topology benchmark (read with the `nats_bench` package).
+
+The benchmark lives under $TORCH_HOME (else ~/.torch, as `nats_bench` does) either as the folder
+`NATS-tss-v1_0-3ffb9-simple/` (a `meta.pickle.pbz2` plus one `<index>.pickle.pbz2` per arch, read lazily) or as the
+single file `NATS-tss-v1_0-3ffb9.pickle.pbz2` (read whole at start).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats_bench
+
+from ..errors import DataError
+from ..spaces.nas201 import Arch, validate
+
+TSS_BASE_NAME = "NATS-tss-v1_0-3ffb9"
+TSS_FOLDERS = (f"{TSS_BASE_NAME}-simple", f"{TSS_BASE_NAME}-full")
+TSS_FILE = f"{TSS_BASE_NAME}.pickle.pbz2"
+META_FILE = "meta.pickle.pbz2"
+DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+
+
+def default_torch_home() -> Path:
+    """$TORCH_HOME, else ~/.torch (where `nats_bench` looks by default)."""
+    home = os.environ.get("TORCH_HOME", "").strip()
+    return Path(home).expanduser() if home else Path.home() / ".torch"
+
+
+def find_benchmark(torch_home: str | os.PathLike | None = None) -> Path | None:
+    """The topology benchmark folder (preferred) or file under `torch_home` (default: see `default_torch_home`)."""
+    home = Path(torch_home) if torch_home is not None else default_torch_home()
+    for folder in TSS_FOLDERS:
+        if (home / folder / META_FILE).is_file():
+            return home / folder
+    return home / TSS_FILE if (home / TSS_FILE).is_file() else None
+
+
+def missing_benchmark_message(path: str | os.PathLike | None = None) -> str:
+    """One line saying that no benchmark is at `path` (default: under $TORCH_HOME) and how to get it."""
+    if path is None:
+        place = f"under {default_torch_home()} (looked for {TSS_FOLDERS[0]}/ holding {META_FILE}, or {TSS_FILE})"
+    else:
+        place = f"at {path}"
+    return f"NATS-Bench topology benchmark not found {place}; get it with `python -m xautodl.bench download`"
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    """The benchmark's figures for one training setting (accuracies in %, averaged over the trials' seeds)."""
+
+    train_accuracy: float | None
+    valid_accuracy: float | None
+    test_accuracy: float | None
+    params_mb: float
+    flops_m: float
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What NATS-Bench reports for one arch: its index and, per dataset setting, accuracies and cost."""
+
+    arch: str
+    index: int
+    hp: str
+    datasets: dict[str, DatasetResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; an accuracy the benchmark lacks (e.g. valid on cifar10) is left out."""
+        accuracy = {}
+        for name, result in self.datasets.items():
+            splits = {"train": result.train_accuracy, "valid": result.valid_accuracy, "test": result.test_accuracy}
+            accuracy[name] = {split: value for split, value in splits.items() if value is not None}
+        return {
+            "arch": self.arch,
+            "index": self.index,
+            "hp": self.hp,
+            "accuracy": accuracy,
+            "params": {name: result.params_mb for name, result in self.datasets.items()},
+            "flops": {name: result.flops_m for name, result in self.datasets.items()},
+        }
+
+    def format_table(self) -> str:
+        """A text table: one row per dataset setting with train / valid / test accuracy, params and FLOPs."""
+        def cell(value: float | None) -> str:
+            return f"{value:8.2f}" if value is not None else f"{'-':>8}"
+
+        lines = [f"NATS-Bench topology, arch index {self.index}, {self.hp} epochs: {self.arch}",
+                 f"{'dataset':<15}{'train %':>8}{'valid %':>8}{'test %':>8}{'params MB':>11}{'FLOPs M':>10}"]
+        for name, result in self.datasets.items():
+            lines.append(f"{name:<15}{cell(result.train_accuracy)}{cell(result.valid_accuracy)}"
+                         f"{cell(result.test_accuracy)}{result.params_mb:11.3f}{result.flops_m:10.2f}")
+        return "\n".join(lines)
+
+
+class NatsBenchmark:
+    """An opened topology benchmark; `query(arch)` answers from a per-arch cache after the first look-up."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.api = nats_bench.create(str(self.path), "tss", fast_mode=self.path.is_dir(), verbose=False)
+        except Exception as error:  # nats_bench reports unreadable files with assorted exception types
+            raise DataError(f"cannot read the NATS-Bench topology benchmark at {self.path}: {error!r}; "
+                            "delete it and fetch it again with `python -m xautodl.bench download`") from error
+        self._cache: dict[tuple[str, str], BenchResult] = {}
+
+    def __len__(self) -> int:
+        return len(self.api)
+
+    def query(self, arch: Arch | str, hp: str = "200") -> BenchResult:
+        """The benchmark's results for `arch` (an Arch, an arch string or a known name) trained `hp` epochs."""
+        arch_str = str(validate(arch))
+        key = (arch_str, str(hp))
+        if key not in self._cache:
+            self._cache[key] = self._lookup(arch_str, str(hp))
+        return self._cache[key]
+
+    def _lookup(self, arch_str: str, hp: str) -> BenchResult:
+        index = self.api.query_index_by_arch(arch_str)
+        if index < 0:
+            raise DataError(f"{arch_str} is not in the benchmark at {self.path}, which holds {len(self)} archs; "
+                            "the benchmark files may be incomplete, fetch them again")
+        try:
+            datasets = {name: self._dataset_result(index, name, hp) for name in DATASETS}
+        except (AssertionError, KeyError, ValueError, OSError, EOFError) as error:
+            # nats_bench asserts on a missing per-arch file and raises KeyError for a missing hp or dataset.
+            raise DataError(f"the benchmark at {self.path} has no complete {hp}-epoch results for arch {index} "
+                            f"({arch_str}): {error!r}") from error
+        return BenchResult(arch=arch_str, index=index, hp=hp, datasets=datasets)
+
+    def _dataset_result(self, index: int, dataset: str, hp: str) -> DatasetResult:
+        # is_random=False averages the trials, and leaves Python's global RNG (which nats_bench would draw from) alone.
+        info = self.api.get_more_info(index, dataset, hp=hp, is_random=False)
+        cost = self.api.get_cost_info(index, dataset, hp=hp)
+        return DatasetResult(train_accuracy=info.get("train-accuracy"), valid_accuracy=info.get("valid-accuracy"),
+                             test_accuracy=info.get("test-accuracy"), params_mb=float(cost["params"]),
+                             flops_m=float(cost["flops"]))
+
+
+def open_benchmark(path: str | os.PathLike | None = None, logger: Any = None) -> NatsBenchmark | None:
+    """Open the benchmark at `path` (default: found under $TORCH_HOME); None, with a one-line notice, if absent.
+
+    The notice goes through `logger.log` when a logger is given, else to stdout.
+    """
+    found = find_benchmark() if path is None else Path(path)
+    if found is None or not found.exists():
+        notice = f"{missing_benchmark_message(path)}. Benchmark look-ups are skipped."
+        if logger is not None:
+            logger.log(notice)
+        else:
+            print(notice)
+        return None
+    return NatsBenchmark(found)
