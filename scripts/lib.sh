@@ -7,6 +7,31 @@
 XAUTODL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$XAUTODL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
+# ensure_venv: create (or reuse) the project's virtual environment and install xautodl (with its test extra) into
+# it. Sets PY to its interpreter. The environment lives outside the clone (default
+# ~/.cache/xautodl/venv, override with XAUTODL_VENV) so a fresh clone reuses the 5 GB torch install.
+ensure_venv() {
+  local venv="${XAUTODL_VENV:-$HOME/.cache/xautodl/venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "[xautodl] creating virtual environment $venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+  fi
+  PY="$venv/bin/python"
+  if ! "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
+    echo "[xautodl] installing torch 2.14.1 and torchvision 0.29.1 into $venv (once)"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+  fi
+  # Reinstall only when this checkout is not the one installed or its setup.py changed (new dependencies).
+  local stamp="$venv/.xautodl-install-stamp" want
+  want="$XAUTODL_ROOT $(cksum < "$XAUTODL_ROOT/setup.py")"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    "$PY" -m pip install -q -e "$XAUTODL_ROOT[test]"
+    echo "$want" > "$stamp"
+  fi
+}
+
 usage_exit() {
   echo "usage: $1" >&2
   exit 1

@@ -80,22 +80,22 @@ def choose_seed(requested: int, run_dir: Path) -> int:
     return seed_everything(-1)
 
 
-def build_supernet(args, model_config, num_classes: int, mixer) -> tuple[torch.nn.Module, str]:
-    """The supernet of the requested space and the space's name."""
+def build_supernet(args, model_config, num_classes: int, mixer) -> torch.nn.Module:
+    """The NB201 supernet, or the NASNet one when a NASNet model config is given."""
     track = bool(args.track_running_stats)
     if model_config is None:
         from ..spaces.nas201 import NB201Supernet
 
         model = NB201Supernet(args.channel, args.num_cells, num_classes, mixer, max_nodes=args.max_nodes,
                               affine=False, track_running_stats=track)
-        return model, "nas-bench-201"
+        return model
     from ..spaces.nasnet import NASNetSupernet
 
     model = NASNetSupernet(int(model_config.C), int(model_config.N), int(model_config.steps),
                            int(model_config.multiplier), int(model_config.stem_multiplier), num_classes, mixer,
                            affine=False, track_running_stats=track,
                            fixed_reduction=model_config.name == "GDAS_FRC")
-    return model, "darts"
+    return model
 
 
 def benchmark_lookup(args, space: str, logger: RunLogger):
@@ -128,8 +128,7 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
     loader, info = get_search_loader(args.dataset, int(config.batch_size), device, seed, data_path=args.data_path,
                                      split_file=args.split_file, download=args.download)
     mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
-    model, space = build_supernet(args, model_config, info.num_classes, mixer)
-    model = model.to(device)
+    model = build_supernet(args, model_config, info.num_classes, mixer).to(device)
     w_optimizer = build_optimizer(config, model.weights())
     a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
                                    weight_decay=args.arch_weight_decay)
@@ -148,6 +147,8 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
     started = time.time()
     summary = loop.run_search()
     _log_end(logger, summary, run_info, time.time() - started)
+    if space == "darts":
+        _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
     logger.close()
     return summary
 
@@ -180,6 +181,18 @@ def _log_end(logger, summary: dict, run_info: SearchRun, seconds: float) -> None
     logger.log(f"best valid accuracy {summary['best']['valid_acc']:.2f}% at epoch {summary['best']['epoch'] + 1}; "
                f"{seconds:.1f}s this session")
     logger.log(f"files: {run_info.summary_path}, {run_info.checkpoint_path}, {run_info.best_path}")
+
+
+def _draw_final_cells(model, out_dir: Path, logger: RunLogger) -> None:
+    """Draw the final normal and reduction cells (PNG and PDF; DOT text when graphviz's `dot` is missing)."""
+    from ..utils.drawing import draw_genotype
+
+    try:
+        files = draw_genotype(model.genotype(), out_dir)
+    except XAutoDLError as error:
+        files = draw_genotype(model.genotype(), out_dir, formats=("dot",))
+        logger.log(f"cell drawings written as DOT text only: {error}")
+    logger.log(f"cell drawings: {', '.join(str(f) for f in files)}")
 
 
 def main(algorithm: str) -> None:
