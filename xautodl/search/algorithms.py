@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
@@ -24,6 +25,24 @@ ALGORITHMS = ("GDAS", "DARTS-V1", "DARTS-V2")
 def _assign_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
     for param, grad in zip(params, grads):
         param.grad = grad
+
+
+def average_across_ranks(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Mean of each gradient over the processes of a torchrun job (as is, for a single process).
+
+    Gradients that are None (ops GDAS did not sample) are None on every rank, since all ranks draw the same sample.
+    """
+    grads = list(grads)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return grads
+    present = [g for g in grads if g is not None]
+    if present:
+        flat = torch.cat([g.reshape(-1) for g in present])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for g, averaged in zip(present, flat.split([g.numel() for g in present])):
+            g.copy_(averaged.view_as(g))
+    return grads
 
 
 class SearchAlgorithm:
@@ -50,7 +69,7 @@ class SearchAlgorithm:
         loss, logits = self._loss(x, y)
         # Differentiate only with respect to the weights: no alpha gradient is needed here. GDAS leaves the
         # ops it did not sample unused, their gradient is None and the optimiser leaves them untouched.
-        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        grads = average_across_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
         _assign_grads(self.weights, grads)
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_([p for p in self.weights if p.grad is not None], self.grad_clip)
@@ -61,7 +80,7 @@ class SearchAlgorithm:
         """One Adam step of the alphas on a valid batch; returns the (detached) valid loss and logits."""
         loss, logits = self._loss(*valid)
         # Differentiating only with respect to the alphas skips every weight-gradient kernel.
-        _assign_grads(self.alphas, torch.autograd.grad(loss, self.alphas))
+        _assign_grads(self.alphas, average_across_ranks(torch.autograd.grad(loss, self.alphas)))
         self.a_optimizer.step()
         return loss.detach(), logits.detach()
 
@@ -97,7 +116,7 @@ class DartsV2(SearchAlgorithm):
         group = self.w_optimizer.param_groups[0]
         lr, decay, momentum = group["lr"], group["weight_decay"], group.get("momentum", 0.0)
         loss, _ = self._loss(x, y)
-        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        grads = average_across_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
         virtual = []
         with torch.no_grad():
             for param, grad in zip(self.weights, grads):
@@ -116,7 +135,7 @@ class DartsV2(SearchAlgorithm):
             for param, d in zip(self.weights, direction):
                 param.add_(d * scale)
         loss, _ = self._loss(x, y)
-        grads = torch.autograd.grad(loss, self.alphas)
+        grads = average_across_ranks(torch.autograd.grad(loss, self.alphas))
         with torch.no_grad():
             for param, original in zip(self.weights, saved):
                 param.copy_(original)
@@ -130,7 +149,7 @@ class DartsV2(SearchAlgorithm):
         state.update(zip(self._weight_names, virtual))
         logits = functional_call(self.model, state, (valid[0],))
         loss = self.criterion(logits, valid[1])
-        grads = torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True)
+        grads = average_across_ranks(torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True))
         alpha_grads, weight_grads = grads[: len(self.alphas)], grads[len(self.alphas):]
         direction = [torch.zeros_like(w) if g is None else g for w, g in zip(virtual, weight_grads)]
         norm = torch.cat([d.flatten() for d in direction]).norm()

@@ -18,6 +18,7 @@ from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import XAutoDLError
 from ..runtime import RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain
+from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
 from ..runtime.flags import add_common_flags
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
@@ -116,17 +117,31 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
         raise ValueError(f"unknown algorithm {algorithm}")
     args = build_parser(algorithm).parse_args(argv)
     device = select_device(args.device)
+    rank, world_size, local_rank = setup_distributed(device)
+    try:
+        return _search(algorithm, args, device, rank, world_size, local_rank)
+    finally:
+        cleanup_distributed()
+
+
+def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank: int, world_size: int,
+            local_rank: int) -> dict:
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    is_main = rank == 0
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
     config = load_config(args.config_path, overrides=overrides)
     model_config = load_config(args.model_config) if args.model_config else None
     space = "nas-bench-201" if model_config is None else "darts"
     arch_name = None if model_config is None else str(model_config.name)
     run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args, space, arch_name)
-    _check_writable(run_dir)
-    seed = seed_everything(choose_seed(args.rand_seed, run_dir))
-
-    loader, info = get_search_loader(args.dataset, int(config.batch_size), device, seed, data_path=args.data_path,
-                                     split_file=args.split_file, download=args.download)
+    if is_main:
+        _check_writable(run_dir)
+    # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
+    seed = seed_everything(broadcast_object(choose_seed(args.rand_seed, run_dir) if is_main else None))
+    loader, info = get_search_loader(args.dataset, per_rank_batch(int(config.batch_size), world_size), device, seed,
+                                     data_path=args.data_path, split_file=args.split_file, rank=rank,
+                                     world_size=world_size, download=args.download)
     mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
     model = build_supernet(args, model_config, info.num_classes, mixer).to(device)
     w_optimizer = build_optimizer(config, model.weights())
@@ -136,21 +151,29 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
     epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
     schedule = CosineWithWarmup(w_optimizer, epochs, warmup, float(config.eta_min))
 
-    logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet)
+    logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet, enabled=is_main)
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)
     run_info = SearchRun(run_dir, seed, space, algorithm if arch_name is None else arch_name, args.dataset, plain_args)
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, args.tau_max, args.tau_min,
                       mixer=mixer, limit_batches=args.limit_batches,
-                      benchmark=benchmark_lookup(args, space, logger), progress=not args.quiet,
-                      print_freq=args.print_freq)
+                      benchmark=benchmark_lookup(args, space, logger) if is_main else None,
+                      progress=not args.quiet, is_main=is_main, print_freq=args.print_freq)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed)
     started = time.time()
     summary = loop.run_search()
     _log_end(logger, summary, run_info, time.time() - started)
-    if space == "darts":
+    if space == "darts" and is_main:
         _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
     logger.close()
     return summary
+
+
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """Each of `world_size` processes takes an equal share of the configured (global) batch."""
+    if batch_size % world_size:
+        raise XAutoDLError(f"the batch size {batch_size} does not split evenly over {world_size} processes; pass "
+                           f"--batch_size with a multiple of {world_size}")
+    return batch_size // world_size
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -166,8 +189,9 @@ def _check_writable(run_dir: Path) -> None:
 def _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed) -> None:
     weights = sum(p.numel() for p in model.weights())
     logger.log(f"{algorithm} search on {args.dataset} | device {device} | seed {seed} | run dir {run_dir}")
-    logger.log(f"data: {len(loader)} search pairs of batch {config.batch_size} per epoch, "
-               f"{info.num_classes} classes, {info.image_size}x{info.image_size} images")
+    logger.log(f"data: {loader.train.dataset_size} train / {loader.valid.dataset_size} valid images, "
+               f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {len(loader)} search pairs of batch "
+               f"{config.batch_size} per epoch over {loader.train.world_size} process(es)")
     logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]}")
     logger.log(f"config: {config.to_dict()} | tau {args.tau_max} -> {args.tau_min} | arch LR "
                f"{args.arch_learning_rate} wd {args.arch_weight_decay}")

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import TrainingError
-from ..runtime import (RunLogger, atomic_write_json, capture_rng_state, restore_rng_state, save_checkpoint,
-                       load_resume_checkpoint)
+from ..runtime import (RunLogger, atomic_write_json, capture_rng_state, load_resume_checkpoint, restore_rng_state,
+                       save_checkpoint)
+from ..runtime.distributed import broadcast_buffers, world_info
 from ..train.meters import DeviceMeter
 from ..train.schedules import CosineWithWarmup
 from .algorithms import SearchAlgorithm
@@ -160,7 +162,7 @@ class SearchLoop:
             meter.add("train", w_loss, w_logits, y_train)
             meter.add("valid", a_loss, a_logits, y_valid)
             bar.update(1)
-            if bar.disable and self.is_main and self.print_freq and (step + 1) % self.print_freq == 0:
+            if bar.disable and self.print_freq and (step + 1) % self.print_freq == 0:
                 self.logger.log(f"epoch {epoch} step {step + 1}/{steps} {meter.format()}")
         bar.close()
         metrics = meter.read()
@@ -200,6 +202,8 @@ class SearchLoop:
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
             self.history.append(self.record_epoch(metrics))
+            # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
+            broadcast_buffers(self.model)
             is_best = metrics["valid_acc"] > self.best["valid_acc"]
             if is_best:
                 self.best = {"epoch": epoch, "valid_acc": metrics["valid_acc"], "genotype": self.history[-1]["genotype"]}
@@ -209,7 +213,21 @@ class SearchLoop:
                 if is_best:
                     save_checkpoint(self.run.best_path, state)
                 atomic_write_json(self.run.summary_path, self.summary(time.time() - started))
+        self._check_ranks_in_sync()
         return self.summary(time.time() - started)
+
+    def _check_ranks_in_sync(self) -> None:
+        """Under torchrun, compare a checksum of the weights and alphas of every rank (one collective per run)."""
+        _, world_size = world_info()
+        if world_size == 1:
+            return
+        checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().view(1)
+        gathered = [torch.zeros_like(checksum) for _ in range(world_size)]
+        dist.all_gather(gathered, checksum)
+        values = [g.item() for g in gathered]
+        self.logger.log(f"parameter checksums per rank: {values}")
+        if len(set(values)) != 1:
+            raise TrainingError(f"the {world_size} processes ended with different weights (checksums {values})")
 
     def summary(self, seconds_this_session: float = 0.0) -> dict:
         final = self.history[-1]["genotype"] if self.history else str(self.model.genotype())

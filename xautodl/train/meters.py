@@ -30,15 +30,19 @@ class DeviceMeter:
         self._sums[name] = row if name not in self._sums else self._sums[name] + row
         self._counts[name] = self._counts.get(name, 0) + batch
 
-    def read(self) -> dict[str, float]:
-        """`{name}_loss`, `{name}_acc` (top-1 %), `{name}_top5` (%) and `{name}_count` for every stream."""
+    def read(self, all_ranks: bool = True) -> dict[str, float]:
+        """`{name}_loss`, `{name}_acc` (top-1 %), `{name}_top5` (%) and `{name}_count` for every stream.
+
+        With `all_ranks` (a collective call: every process must make it) the sums cover every process of a
+        torchrun job; otherwise only this process's batches.
+        """
         if not self._sums:
             return {}
         names = sorted(self._sums)
         sums = torch.stack([self._sums[n] for n in names])
         counts = torch.tensor([float(self._counts[n]) for n in names], device=sums.device).unsqueeze(1)
         table = torch.cat([sums, counts], dim=1)
-        if dist.is_available() and dist.is_initialized():
+        if all_ranks and dist.is_available() and dist.is_initialized():
             dist.all_reduce(table)
         result: dict[str, float] = {}
         for name, (loss_sum, top1, top5, count) in zip(names, table.tolist()):
@@ -48,6 +52,7 @@ class DeviceMeter:
         return result
 
     def format(self) -> str:
-        values = self.read()
+        """This process's running metrics as one line (no collective call, safe to use on one rank)."""
+        values = self.read(all_ranks=False)
         names = sorted({k.rsplit("_", 1)[0] for k in values})
         return " | ".join(f"{n} loss {values[n + '_loss']:.3f} acc {values[n + '_acc']:.2f}%" for n in names)
