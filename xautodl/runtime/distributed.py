@@ -1,7 +1,17 @@
-"""Which process of a torch.distributed (torchrun) job this is; a plain single process is rank 0 of 1."""
+"""torch.distributed (torchrun) support: joining the job, which process this is, keeping processes in step.
+
+A plain single process is rank 0 of 1 and every function here is then a no-op.
+"""
 from __future__ import annotations
 
+import os
+from typing import Any
+
+import torch
 import torch.distributed as dist
+from torch import nn
+
+from xautodl.errors import ConfigError
 
 
 def world_info() -> tuple[int, int]:
@@ -14,3 +24,54 @@ def world_info() -> tuple[int, int]:
 def is_main_process() -> bool:
     """True on the process that logs and writes files (rank 0)."""
     return world_info()[0] == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[int, int, int]:
+    """Join the torchrun job described by the environment; returns (rank, world_size, local_rank).
+
+    torchrun sets WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. With WORLD_SIZE above 1 this starts
+    the process group: NCCL when `device` is CUDA (after making GPU LOCAL_RANK this process's GPU), gloo on CPU.
+    Without torchrun (WORLD_SIZE unset or 1) nothing is started and (0, 1, 0) comes back.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+            backend = "nccl"
+        elif device.type == "cpu":
+            backend = "gloo"
+        else:
+            raise ConfigError(f"several processes (torchrun, WORLD_SIZE={world_size}) need CUDA GPUs or the CPU, "
+                              f"not {device.type}; pass --device cuda or --device cpu, or start a single process")
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group started by `setup_distributed` (nothing to do for a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(value: Any, src: int = 0) -> Any:
+    """`value` as rank `src` has it, on every process (a picklable object such as a seed or a path)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every process.
+
+    DistributedDataParallel keeps parameters equal, but each process updates its running statistics on its own
+    batches; after this every process evaluates, and would save, the same network.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
