@@ -105,3 +105,13 @@ def test_random_seed_resumes_the_unfinished_run(tmp_path, monkeypatch):
     summary = search(tmp_path, "run", epochs=2, seed=-1)
     assert len(list((tmp_path / "run" / "checkpoint").glob("seed-*-basic.pth"))) == 1
     assert len(summary["history"]) == 2
+
+
+def test_bf16_and_channels_last_run_and_fp16_needs_cuda(tmp_path):
+    summary = search(tmp_path, "fast", "GDAS", epochs=1, extra=["--amp", "bf16", "--channels_last"])
+    entry = summary["history"][0]
+    assert entry["train_loss"] == pytest.approx(2.3, abs=0.5) and entry["valid_loss"] == pytest.approx(2.3, abs=0.5)
+    from xautodl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        search(tmp_path, "fp16", "GDAS", epochs=1, extra=["--amp", "fp16"])

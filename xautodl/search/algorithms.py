@@ -18,6 +18,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
+from ..errors import ConfigError
+from ..runtime.precision import autocast, grad_scaler
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 ALGORITHMS = ("GDAS", "DARTS-V1", "DARTS-V2")
 
@@ -51,37 +54,58 @@ class SearchAlgorithm:
     name = "DARTS-V1"
 
     def __init__(self, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
-                 a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0) -> None:
+                 a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
+                 forward_model: Callable | None = None) -> None:
         self.model = model
+        self.forward_model = model if forward_model is None else forward_model  # e.g. torch.compile(model)
         self.criterion = criterion
         self.w_optimizer = w_optimizer
         self.a_optimizer = a_optimizer
         self.grad_clip = grad_clip
         self.weights: list[nn.Parameter] = list(model.weights())
         self.alphas: list[nn.Parameter] = list(model.alphas())
+        self.device = self.weights[0].device
+        self.amp = amp
+        self.scaler = grad_scaler(amp, self.device)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x)
-        return self.criterion(logits, y), logits
+        with autocast(self.amp, self.device):
+            logits = self.forward_model(x)
+            loss = self.criterion(logits, y)
+        return loss, logits
+
+    def _grads(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        """Gradients of `loss` with respect to `params` only (loss-scaled under fp16), averaged across ranks."""
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        return average_across_ranks(torch.autograd.grad(scaled, params, allow_unused=True))
+
+    def _step(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter], clip: float = 0.0) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if clip > 0:
+            nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+        else:
+            optimizer.step()
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step of the weights on a train batch; returns the (detached) loss and logits."""
         loss, logits = self._loss(x, y)
         # Differentiate only with respect to the weights: no alpha gradient is needed here. GDAS leaves the
         # ops it did not sample unused, their gradient is None and the optimiser leaves them untouched.
-        grads = average_across_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
-        _assign_grads(self.weights, grads)
-        if self.grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for p in self.weights if p.grad is not None], self.grad_clip)
-        self.w_optimizer.step()
+        _assign_grads(self.weights, self._grads(loss, self.weights))
+        self._step(self.w_optimizer, self.weights, self.grad_clip)
         return loss.detach(), logits.detach()
 
     def arch_step(self, train: Batch, valid: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step of the alphas on a valid batch; returns the (detached) valid loss and logits."""
         loss, logits = self._loss(*valid)
         # Differentiating only with respect to the alphas skips every weight-gradient kernel.
-        _assign_grads(self.alphas, average_across_ranks(torch.autograd.grad(loss, self.alphas)))
-        self.a_optimizer.step()
+        _assign_grads(self.alphas, self._grads(loss, self.alphas))
+        self._step(self.a_optimizer, self.alphas)
+        if self.scaler is not None:
+            self.scaler.update()  # once per iteration, after both optimisers stepped
         return loss.detach(), logits.detach()
 
 
@@ -147,8 +171,9 @@ class DartsV2(SearchAlgorithm):
         # The virtual forward must not touch the real BN running statistics: give it copies of the buffers.
         state = {n: b.clone() for n, b in self.model.named_buffers()}
         state.update(zip(self._weight_names, virtual))
-        logits = functional_call(self.model, state, (valid[0],))
-        loss = self.criterion(logits, valid[1])
+        with autocast(self.amp, self.device):
+            logits = functional_call(self.model, state, (valid[0],))
+            loss = self.criterion(logits, valid[1])
         grads = average_across_ranks(torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True))
         alpha_grads, weight_grads = grads[: len(self.alphas)], grads[len(self.alphas):]
         direction = [torch.zeros_like(w) if g is None else g for w, g in zip(virtual, weight_grads)]
@@ -163,9 +188,14 @@ class DartsV2(SearchAlgorithm):
 
 
 def build_algorithm(name: str, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
-                    a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0) -> SearchAlgorithm:
+                    a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
+                    forward_model: Callable | None = None) -> SearchAlgorithm:
     """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`."""
     classes = {"GDAS": GDAS, "DARTS-V1": DartsV1, "DARTS-V2": DartsV2}
     if name not in classes:
         raise ValueError(f"unknown search algorithm {name!r}; expected one of {', '.join(classes)}")
-    return classes[name](model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip)
+    if name == "DARTS-V2" and amp == "fp16":
+        raise ConfigError("DARTS-V2's finite-difference Hessian-vector product is too coarse in fp16; "
+                          "use --amp bf16 or --amp off")
+    return classes[name](model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip, amp=amp,
+                         forward_model=forward_model)

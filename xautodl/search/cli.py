@@ -20,6 +20,7 @@ from ..errors import XAutoDLError
 from ..runtime import RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
 from ..runtime.flags import add_common_flags
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
 from .algorithms import ALGORITHMS, build_algorithm
@@ -56,6 +57,7 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--split_file", default=None, help="search split file overriding the shipped one")
     add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")
     add_common_flags(parser)
+    add_speed_flags(parser)
     return parser
 
 
@@ -143,11 +145,13 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
     mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
-    model = build_supernet(args, model_config, info.num_classes, mixer).to(device)
+    model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device),
+                             args.channels_last)
     w_optimizer = build_optimizer(config, model.weights())
     a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
                                    weight_decay=args.arch_weight_decay)
-    algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer)
+    algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
+                           amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))
     epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
     schedule = CosineWithWarmup(w_optimizer, epochs, warmup, float(config.eta_min))
 
@@ -157,7 +161,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, args.tau_max, args.tau_min,
                       mixer=mixer, limit_batches=args.limit_batches,
                       benchmark=benchmark_lookup(args, space, logger) if is_main else None,
-                      progress=not args.quiet, is_main=is_main, print_freq=args.print_freq)
+                      progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
+                      channels_last=args.channels_last)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed)
     started = time.time()
     summary = loop.run_search()
@@ -166,6 +171,14 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
         _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
     logger.close()
     return summary
+
+
+def compiled_forward(algorithm: str, model: torch.nn.Module, args: argparse.Namespace):
+    """torch.compile'd forward for `--compile` with DARTS (GDAS's sampled sub-graph changes every step, so
+    compiling it would recompile endlessly: it runs eagerly)."""
+    if not args.compile or algorithm == "GDAS":
+        return None
+    return torch.compile(model)
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:

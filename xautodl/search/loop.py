@@ -23,6 +23,7 @@ from ..errors import TrainingError
 from ..runtime import (RunLogger, atomic_write_json, capture_rng_state, load_resume_checkpoint, restore_rng_state,
                        save_checkpoint)
 from ..runtime.distributed import broadcast_buffers, world_info
+from ..runtime.precision import to_channels_last
 from ..train.meters import DeviceMeter
 from ..train.schedules import CosineWithWarmup
 from .algorithms import SearchAlgorithm
@@ -77,12 +78,14 @@ class SearchLoop:
     def __init__(self, model: nn.Module, algorithm: SearchAlgorithm, loader, schedule: CosineWithWarmup,
                  run: SearchRun, logger: RunLogger, total_epochs: int, tau_max: float = 10.0, tau_min: float = 0.1,
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
-                 progress: bool = True, is_main: bool = True, print_freq: int = 0) -> None:
+                 progress: bool = True, is_main: bool = True, print_freq: int = 0,
+                 channels_last: bool = False) -> None:
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
         self.run, self.logger, self.total_epochs = run, logger, total_epochs
         self.tau_max, self.tau_min, self.mixer = tau_max, tau_min, mixer
         self.limit_batches, self.benchmark = limit_batches, benchmark
         self.progress, self.is_main, self.print_freq = progress, is_main, print_freq
+        self.channels_last = channels_last
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, "valid_acc": -1.0}
         self.start_epoch = 0
@@ -157,6 +160,7 @@ class SearchLoop:
             if step >= steps:
                 break
             lr = self.schedule.set_position(epoch, step / steps)
+            x_train, x_valid = to_channels_last(x_train, self.channels_last), to_channels_last(x_valid, self.channels_last)
             w_loss, w_logits = self.algorithm.weight_step(x_train, y_train)
             a_loss, a_logits = self.algorithm.arch_step((x_train, y_train), (x_valid, y_valid))
             meter.add("train", w_loss, w_logits, y_train)
