@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, TrainingError
 from ..runtime import (RunLogger, capture_rng_state, load_resume_checkpoint, restore_rng_state, save_checkpoint)
+from ..runtime.distributed import broadcast_buffers
 from .meters import DeviceMeter
 from .schedules import CosineWithWarmup
 
@@ -40,7 +41,11 @@ class TrainSettings:
 
 @dataclass
 class TrainPaths:
-    """Checkpoint files of one training run (last and best)."""
+    """Checkpoint files of one training run (last and best).
+
+    `meta` identifies the run (e.g. arch, seed, dataset): it is stored in the checkpoints, and resuming from a
+    checkpoint whose `meta` differs is refused.
+    """
 
     last: Path
     best: Path | None = None
@@ -88,6 +93,7 @@ class Trainer:
         if state.get("kind") != CHECKPOINT_KIND:
             raise CheckpointError(f"{self.paths.last} is a {state.get('kind')} checkpoint, not a training one; "
                                   f"use another output directory or remove the file")
+        self._check_same_run(state.get("meta", {}))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
@@ -95,6 +101,14 @@ class Trainer:
         self.start_epoch = int(state["epoch"]) + 1
         self.logger.log(f"resumed from {self.paths.last} after epoch {self.start_epoch}")
         return True
+
+    def _check_same_run(self, stored: dict) -> None:
+        differing = sorted(key for key, value in self.paths.meta.items() if key in stored and stored[key] != value)
+        if differing:
+            found = ", ".join(f"{key}={stored[key]}" for key in differing)
+            wanted = ", ".join(f"{key}={self.paths.meta[key]}" for key in differing)
+            raise CheckpointError(f"{self.paths.last} belongs to another run ({found}), not to this one ({wanted}); "
+                                  f"use another output directory or move the file away")
 
     # -------------------------------------------------------------------------------------------- loop
     def _steps(self, loader) -> int:
@@ -137,18 +151,24 @@ class Trainer:
             if bar.disable and self.is_main and self.settings.print_freq and (step + 1) % self.settings.print_freq == 0:
                 self.logger.log(f"epoch {epoch + 1} step {step + 1}/{steps} {meter.format()}")
         bar.close()
+        # Every process then evaluates (and rank 0 saves) the same network, running statistics included.
+        broadcast_buffers(self.model)
         return dict(meter.read(), lr=lr)
 
     @torch.no_grad()
     def evaluate(self, name: str, loader) -> dict:
-        """Loss, top-1 and top-5 accuracy of the model on `loader` (metrics prefixed with `name`)."""
-        self.forward_model.eval()
+        """Loss, top-1 and top-5 accuracy of the model on `loader` (metrics prefixed with `name`).
+
+        Each process evaluates its own share of `loader` with the plain model (no gradient synchronisation is needed);
+        the meter sums the shares.
+        """
+        self.model.eval()
         meter = DeviceMeter()
         steps = self._steps(loader)
         for step, (inputs, targets) in enumerate(loader):
             if step >= steps:
                 break
-            logits = self.forward_model(inputs)
+            logits = self.model(inputs)
             meter.add(name, self.criterion(logits, targets), logits, targets)
         return meter.read()
 

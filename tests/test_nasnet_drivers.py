@@ -1,0 +1,191 @@
+"""The NASNet-space bash drivers: the command each builds, usage errors, and 1-epoch smoke runs on tiny data.
+
+Smoke runs pass the real configs through the drivers and then a tiny `--model_config` (argparse keeps the last), so
+the supernets and evaluation nets have a few channels and one cell per stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakedata import write_cifar10, write_split_file
+from xautodl.config_utils import resolve_config_path
+from xautodl.runtime import load_checkpoint
+from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
+
+REPO = Path(__file__).resolve().parents[1]
+NAS_INFER = "scripts/nas-infer-train.sh"
+RETRAIN = "scripts/retrain-searched-net.sh"
+SEARCH_GDAS = "scripts-search/NASNet-space-search-by-GDAS.sh"
+SEARCH_FRC = "scripts-search/NASNet-space-search-by-GDAS-FRC.sh"
+SEARCH_DARTS = "scripts-search/NASNet-space-search-by-DARTS1V.sh"
+SEARCH_FLAGS = ["--tau_max", "10", "--tau_min", "0.1", "--arch_learning_rate", "0.0003", "--arch_weight_decay", "0.001"]
+SMALL = ["--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet"]
+
+
+def driver(script: str, args, cwd: Path, **env) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, NPROC="1", OMP_NUM_THREADS="1", PYTHON=sys.executable)
+    environment.update(env)
+    return subprocess.run(["bash", str(REPO / script), *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def echo_python(tmp_path) -> Path:
+    """A stand-in interpreter that prints the arguments it gets, one per line."""
+    fake = tmp_path / "echo-python"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def entry_command(script: str, args, tmp_path: Path, echo_python: Path) -> list[str]:
+    done = driver(script, args, tmp_path, PYTHON=str(echo_python))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def pairs(command: list[str]) -> dict[str, str]:
+    """The flags of an entry command (after the script path) as {flag: value}; a repeated flag keeps the last."""
+    flags = command[1:]
+    return dict(zip(flags[0::2], flags[1::2]))
+
+
+@pytest.mark.parametrize("dataset, base", [("cifar10", "CIFAR"), ("cifar100", "CIFAR"), ("imagenet-1k", "IMAGENET")])
+def test_nas_infer_train_command(tmp_path, echo_python, dataset, base):
+    command = entry_command(NAS_INFER, [dataset, "GDAS_V1", 96, -1, "--epochs", 3], tmp_path, echo_python)
+    assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
+    assert pairs(command) == {
+        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-GDAS_V1.config",
+        "--optim_config": f"configs/opts/NAS-{base}.config", "--save_dir": f"output/nas-infer/{dataset}-GDAS_V1-96",
+        "--batch_size": "96", "--rand_seed": "-1", "--epochs": "3"}
+    for key in ("--model_config", "--optim_config"):
+        assert resolve_config_path(pairs(command)[key]).is_file()
+
+
+@pytest.mark.parametrize("dataset, base", [("cifar10", "CIFAR"), ("imagenet-1k", "IMAGENET")])
+def test_retrain_searched_net_command(tmp_path, echo_python, dataset, base):
+    checkpoint = "output/search-cell-darts/GDAS-cifar10-BN1/checkpoint/seed-945-basic.pth"
+    command = entry_command(RETRAIN, [dataset, "gdas-searched", checkpoint, 96, -1], tmp_path, echo_python)
+    assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
+    assert pairs(command) == {
+        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-none.config",
+        "--optim_config": f"configs/opts/NAS-{base}.config", "--genotype": checkpoint,
+        "--save_dir": f"output/nas-infer/{dataset}-BS96-gdas-searched", "--batch_size": "96", "--rand_seed": "-1"}
+    assert resolve_config_path(pairs(command)["--model_config"]).is_file()
+
+
+@pytest.mark.parametrize("script, entry, arch, opts, folder", [
+    (SEARCH_GDAS, "GDAS", "GDAS", "GDAS", "GDAS"),
+    (SEARCH_FRC, "GDAS", "GDASFRC", "GDAS", "GDAS-FRC"),
+    (SEARCH_DARTS, "DARTS-V1", "DARTS", "DARTS", "DARTS-V1"),
+])
+def test_nasnet_search_commands(tmp_path, echo_python, script, entry, arch, opts, folder):
+    command = entry_command(script, ["cifar100", 0, 11, "--epochs", 2], tmp_path, echo_python)
+    assert command[0] == str(REPO / "exps" / "NAS-Bench-201-algos" / f"{entry}.py")
+    flags = pairs(command)
+    assert flags == {
+        "--dataset": "cifar100", "--track_running_stats": "0", "--rand_seed": "11",
+        "--model_config": f"configs/search-archs/{arch}-NASNet-CIFAR.config",
+        "--config_path": f"configs/search-opts/{opts}-NASNet-CIFAR.config",
+        **dict(zip(SEARCH_FLAGS[0::2], SEARCH_FLAGS[1::2])),
+        "--save_dir": f"output/search-cell-darts/{folder}-cifar100-BN0", "--epochs": "2"}
+    for key in ("--model_config", "--config_path"):
+        assert resolve_config_path(flags[key]).is_file()
+
+
+USAGE_CASES = [
+    (NAS_INFER, ["cifar10", "GDAS_V1", "96"]),
+    (NAS_INFER, ["cifar10", "GDAS_V1", "96", "-1", "stray"]),
+    (NAS_INFER, ["svhn", "GDAS_V1", "96", "-1"]),
+    (RETRAIN, ["cifar10", "name", "ckpt.pth", "96"]),
+    (RETRAIN, ["mnist", "name", "ckpt.pth", "96", "-1"]),
+    (SEARCH_GDAS, ["cifar10", "1"]),
+    (SEARCH_FRC, []),
+    (SEARCH_DARTS, ["cifar10", "1", "-1", "oops"]),
+]
+
+
+@pytest.mark.parametrize("script, args", USAGE_CASES)
+def test_wrong_arguments_print_usage_and_exit_1(tmp_path, echo_python, script, args):
+    done = driver(script, args, tmp_path, PYTHON=str(echo_python))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"usage: bash {script} ")
+    assert done.stdout == ""  # the entry point never started
+
+
+# ----------------------------------------------------------------------------------------------- smoke runs
+@pytest.fixture
+def workspace(tmp_path) -> Path:
+    """Tiny CIFAR-10 under $TORCH_HOME/cifar.python, a tiny search split and tiny arch / supernet configs."""
+    write_cifar10(tmp_path / "torch_home" / "cifar.python", n_train=64, n_test=32)
+    write_split_file(tmp_path / "split.txt", {"train": list(range(32)), "valid": list(range(32, 64))})
+    for name in ("GDAS", "GDAS_FRC", "DARTS"):
+        (tmp_path / f"{name}-tiny.config").write_text(json.dumps({
+            "super_type": ["str", "nasnet-super"], "name": ["str", name], "C": ["int", "4"], "N": ["int", "1"],
+            "steps": ["int", "4"], "multiplier": ["int", "4"], "stem_multiplier": ["int", "3"]}))
+    for name, genotype, channels in (("GDAS_V1", ["str", "GDAS_V1"], "8"), ("none", ["none", "none"], "6")):
+        (tmp_path / f"NAS-CIFAR-{name}-tiny.config").write_text(json.dumps({
+            "super_type": ["str", "infer-nasnet.cifar"], "genotype": genotype, "dataset": ["str", "cifar"],
+            "ichannel": ["int", channels], "layers": ["int", "1"], "stem_multi": ["int", "3"],
+            "auxiliary": ["bool", "1"], "drop_path_prob": ["float", "0.2"]}))
+    return tmp_path
+
+
+def smoke(script: str, args, workspace: Path) -> subprocess.CompletedProcess:
+    done = driver(script, args, workspace, TORCH_HOME=str(workspace / "torch_home"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def search_smoke(script: str, tiny_config: str, workspace: Path) -> None:
+    smoke(script, ["cifar10", 1, 7, "--model_config", workspace / tiny_config, "--split_file",
+                   workspace / "split.txt", "--epochs", 1, *SMALL], workspace)
+
+
+@pytest.mark.slow
+def test_nas_infer_train_smoke_run(workspace):
+    smoke(NAS_INFER, ["cifar10", "GDAS_V1", 8, 3, "--model_config", workspace / "NAS-CIFAR-GDAS_V1-tiny.config",
+                      "--epochs", 1, "--warmup", 0, *SMALL], workspace)
+    run_dir = workspace / "output" / "nas-infer" / "cifar10-GDAS_V1-8"
+    summary = json.loads((run_dir / "seed-3-summary.json").read_text())
+    assert NASNetGenotype.from_dict(summary["genotype"]) == GDAS_V1
+    assert summary["optim_config"]["auxiliary"] == 0.4 and summary["optim_config"]["nesterov"] is True
+    assert len(summary["history"]) == 1 and summary["finished"]
+    assert summary["params"] > 0 and summary["flops"] > 0
+    assert (run_dir / "checkpoint" / "seed-3-basic.pth").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, tiny_config, folder, algorithm", [
+    (SEARCH_GDAS, "GDAS-tiny.config", "GDAS", "GDAS"),
+    (SEARCH_DARTS, "DARTS-tiny.config", "DARTS-V1", "DARTS"),
+])
+def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorithm):
+    search_smoke(script, tiny_config, workspace)
+    run_dir = workspace / "output" / "search-cell-darts" / f"{folder}-cifar10-BN1"
+    state = load_checkpoint(run_dir / "checkpoint" / "seed-7-basic.pth")
+    assert (state["space"], state["algorithm"], state["finished"]) == ("darts", algorithm, True)
+    assert state["args"]["config_path"].startswith("configs/search-opts/")
+    genotype = NASNetGenotype.from_dict(json.loads((run_dir / "seed-7-summary.json").read_text())["final_genotype_dict"])
+    assert not genotype.fixed_reduction
+
+
+@pytest.mark.slow
+def test_gdas_frc_search_then_retrain_with_its_checkpoint(workspace):
+    search_smoke(SEARCH_FRC, "GDAS_FRC-tiny.config", workspace)
+    checkpoint = Path("output/search-cell-darts/GDAS-FRC-cifar10-BN1/checkpoint/seed-7-basic.pth")
+    searched = NASNetGenotype.from_dict(load_checkpoint(workspace / checkpoint)["genotype"])
+    assert searched.fixed_reduction
+
+    smoke(RETRAIN, ["cifar10", "frc-searched", checkpoint, 8, 5, "--model_config",
+                    workspace / "NAS-CIFAR-none-tiny.config", "--epochs", 1, "--warmup", 0, *SMALL], workspace)
+    summary_path = workspace / "output" / "nas-infer" / "cifar10-BS8-frc-searched" / "seed-5-summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert NASNetGenotype.from_dict(summary["genotype"]) == searched
+    assert summary["channels"] == 8 and len(summary["history"]) == 1

@@ -1,0 +1,371 @@
+"""Train a NASNet-space evaluation network: a published genotype or a searched one (`exps/basic/basic-main.py`).
+
+The arch config (`configs/archs/NAS-{CIFAR,IMAGENET}-*.config`) gives the network (init channels, cells per stage,
+stem, auxiliary head, drop-path) and a published genotype name, or none (the `-none` configs): then `--genotype`
+names it (a published name, a JSON file, a search or training checkpoint of this tool, or the printed genotype).
+The optimisation config (`configs/opts/NAS-*.config`) gives warmup + cosine, nesterov SGD, the criterion (label
+smoothing for ImageNet) and the auxiliary loss weight. Training evaluates on the test set every epoch, keeps the last
+and the best checkpoint, and resumes when the same command runs again (a finished run is not trained again).
+Results go to `{save_dir}/seed-{seed}-summary.json`.
+
+Started by torchrun with several processes, it trains with DistributedDataParallel: every process reads its share
+of the data, `--batch_size` is the total over the processes, and only rank 0 logs and writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config_utils import Config, load_config
+from ..datasets import get_train_test_loaders
+from ..errors import ArchError, CheckpointError, ConfigError, XAutoDLError
+from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
+from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
+from ..runtime.flags import add_common_flags
+from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
+from ..spaces.nasnet import FRC_GROUPS, build_inference_net
+from ..utils.flops import count_flops_m, count_params_mb
+from .loop import CHECKPOINT_KIND, Trainer, TrainPaths, TrainSettings
+from .optim import build_criterion, build_optimizer
+from .schedules import CosineWithWarmup
+
+DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
+# Which evaluation net (the arch config's `dataset` entry) suits each dataset; user folders hold small images.
+NET_KINDS = {"cifar10": "cifar", "cifar100": "cifar", "folder": "cifar", "imagenet-1k": "imagenet"}
+DEFAULT_OPTIM_CONFIGS = {"cifar": "configs/opts/NAS-CIFAR.config", "imagenet": "configs/opts/NAS-IMAGENET.config"}
+DEFAULT_BATCH_SIZE = 96
+CIFAR_CUTOUT = 16
+NB201_SPACE = "nas-bench-201"
+NB201_TRAIN_HINT = "bash scripts-search/NAS-Bench-201/train-a-net.sh '{arch}' 16 5"
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="basic-main.py", description="Train a NASNet-space network (published or searched genotype).")
+    add = parser.add_argument
+    add("--dataset", required=True, choices=DATASETS)
+    add("--model_config", required=True, help="configs/archs/NAS-{CIFAR,IMAGENET}-<genotype or none>.config")
+    add("--optim_config", default=None,
+        help="configs/opts/NAS-CIFAR.config or NAS-IMAGENET.config (default: the one matching the arch config)")
+    add("--genotype", "--extra_model_path", dest="genotype", default=None,
+        help="genotype for a 'none' arch config (or replacing the config's): a published name "
+             f"({', '.join(PUBLISHED_GENOTYPES)}), a genotype JSON file, a search or training checkpoint of this "
+             "tool, a search summary JSON, or the printed genotype")
+    add("--save_dir", default=None, help="run folder (default: output/nas-infer/{dataset}-{genotype}-{batch})")
+    add("--rand_seed", type=int, default=-1,
+        help="-1: resume the newest unfinished run in --save_dir, else draw a seed")
+    add("--warmup", type=_non_negative_int, default=None, help="override the optimisation config's warmup epochs")
+    add("--cutout_length", type=int, default=None,
+        help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")
+    add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
+    add_common_flags(parser)
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------- genotype
+@dataclass(frozen=True)
+class GenotypeChoice:
+    """The genotype to train, a short name for paths and logs, where it came from, and a remark for the log."""
+
+    genotype: NASNetGenotype
+    name: str
+    source: str
+    note: str = ""
+
+
+def resolve_genotype(requested: str | None, config_genotype: str | None, model_config_path: str) -> GenotypeChoice:
+    """The genotype of `--genotype` when given, else the arch config's; ConfigError when neither names one."""
+    source = requested if requested is not None else config_genotype
+    if source is None:
+        raise ConfigError(
+            f"{model_config_path} names no genotype (a 'none' config); pass --genotype with a published name "
+            f"({', '.join(PUBLISHED_GENOTYPES)}), a genotype JSON file, a search checkpoint "
+            "(output/search-cell-darts/.../checkpoint/seed-*-basic.pth) or the printed genotype")
+    text = str(source).strip()
+    published = {name.lower(): name for name in PUBLISHED_GENOTYPES}
+    if text.lower() in published:
+        name = published[text.lower()]
+        return GenotypeChoice(parse_genotype(name), name, "published")
+    path = Path(text).expanduser()
+    if "\n" not in text and path.is_file():
+        genotype, note = genotype_from_file(path)
+        return GenotypeChoice(genotype, _file_run_name(path), str(path), note)
+    return GenotypeChoice(parse_genotype(text), "custom", "text")
+
+
+def _file_run_name(path: Path) -> str:
+    """A run's checkpoint (<run>/checkpoint/seed-1-basic.pth) is named after its run folder, other files by stem."""
+    return path.parent.parent.name if path.parent.name == "checkpoint" else path.stem
+
+
+def genotype_from_file(path: Path) -> tuple[NASNetGenotype, str]:
+    """The genotype held by a checkpoint, a summary / genotype JSON file or a text file; plus a remark."""
+    if _is_torch_file(path):
+        state = load_checkpoint(path)
+        entry = _genotype_entry(state)
+        if entry is None:
+            raise CheckpointError(
+                f"{path} holds no genotype: expected a search checkpoint of this tool "
+                "(output/search-cell-darts/.../checkpoint/seed-*-basic.pth) or a checkpoint written by basic-main")
+        return _nasnet_genotype(entry, path), _search_progress_note(state, path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return parse_genotype(path), ""
+    if isinstance(data, Mapping):
+        return _nasnet_genotype(_genotype_entry(data) or data, path), ""
+    return parse_genotype(path), ""
+
+
+def _is_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in the legacy format, a pickle); genotype files are text."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+def _genotype_entry(data: Mapping[str, Any]) -> Mapping[str, Any] | str | None:
+    """The genotype of a search checkpoint / summary (a dict) or of a basic-main checkpoint (printed) / summary."""
+    for candidate in (data.get("final_genotype_dict"), data.get("genotype"), (data.get("meta") or {}).get("genotype")):
+        if isinstance(candidate, (Mapping, str)):
+            return candidate
+    return None
+
+
+def _nasnet_genotype(entry: Mapping[str, Any] | str, origin: Path) -> NASNetGenotype:
+    """The NASNet genotype of a dict or printed form found in `origin`; NB201 cells are refused with a pointer."""
+    if isinstance(entry, Mapping) and entry.get("space") == NB201_SPACE:
+        arch = entry.get("arch", "<arch string>")
+        raise ArchError(
+            f"{origin} comes from the NAS-Bench-201 space (its cell is {arch}), but basic-main trains NASNet-space "
+            f"(DARTS) genotypes. Train that cell the NAS-Bench-201 way instead: {NB201_TRAIN_HINT.format(arch=arch)}")
+    try:
+        return parse_genotype(entry)
+    except ArchError as error:
+        raise ArchError(f"{origin}: {error}") from None
+
+
+def _search_progress_note(state: Mapping[str, Any], path: Path) -> str:
+    if state.get("kind") != "search" or state.get("finished", True):
+        return ""
+    return (f"warning: the search in {path} stopped after epoch {int(state['epoch']) + 1} of "
+            f"{state.get('total_epochs', '?')}; its genotype at that point is used")
+
+
+# ------------------------------------------------------------------------------------------------------ network
+def network_channels(channels: int, genotype: NASNetGenotype) -> int:
+    """The init channels to build: `channels`, rounded up for the fixed GDAS-FRC reduction cell when needed.
+
+    The fixed reduction cell's grouped convolutions need its channels (2C and 4C) to be multiples of FRC_GROUPS,
+    so a genotype without a reduction cell gets the next C that is a multiple of FRC_GROUPS / 2 (33 -> 36).
+    """
+    if not genotype.fixed_reduction:
+        return channels
+    multiple = math.lcm(2, FRC_GROUPS) // 2
+    return -(-channels // multiple) * multiple
+
+
+def net_kind(model_config: Config, dataset: str) -> str:
+    """The evaluation net ("cifar" or "imagenet") of the arch config, which must suit `dataset`."""
+    expected = NET_KINDS[dataset]
+    kind = str(model_config.get("dataset") or expected)
+    if kind != expected:
+        base = "IMAGENET" if expected == "imagenet" else "CIFAR"
+        raise ConfigError(
+            f"{model_config.source} describes the {kind} evaluation net, which does not suit {dataset}; use a "
+            f"configs/archs/NAS-{base}-*.config arch config")
+    return kind
+
+
+def build_network(model_config: Config, kind: str, choice: GenotypeChoice, num_classes: int,
+                  auxiliary: bool) -> nn.Module:
+    channels = network_channels(int(model_config.ichannel), choice.genotype)
+    return build_inference_net(choice.genotype, kind, C=channels, N=int(model_config.layers),
+                               stem_multiplier=int(model_config.get("stem_multi") or 3), num_classes=num_classes,
+                               auxiliary=auxiliary)
+
+
+# ------------------------------------------------------------------------------------------------------- run
+def choose_seed(requested: int, save_dir: Path) -> int:
+    """The seed to use: as given, or for -1 the newest unfinished run in `save_dir`, or a fresh random one."""
+    if requested != -1:
+        return seed_everything(requested)
+    candidates = sorted((save_dir / "checkpoint").glob("seed-*-basic.pth"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(candidates):
+        try:
+            state = load_checkpoint(path)
+        except XAutoDLError:
+            continue
+        if state.get("kind") == CHECKPOINT_KIND and not state.get("finished", False):
+            return int(state["meta"]["seed"])
+    return seed_everything(-1)
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """`batch_size` is the total over all processes, as the original tool's DataParallel batch was."""
+    if batch_size % world_size:
+        raise ConfigError(f"--batch_size {batch_size} does not split evenly over {world_size} processes; "
+                          f"use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+def cutout_length(args: argparse.Namespace) -> int:
+    if args.cutout_length is None:
+        return CIFAR_CUTOUT if args.dataset in ("cifar10", "cifar100") else 0
+    return max(args.cutout_length, 0)
+
+
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Parse `argv`, then train (or resume, or find finished) the run; returns its summary."""
+    args = build_parser().parse_args(argv)
+    device = select_device(args.device)
+    rank, world_size, local_rank = setup_distributed(device)
+    try:
+        if device.type == "cuda" and world_size > 1:
+            device = torch.device("cuda", local_rank)
+        return train(args, device, rank, world_size)
+    finally:
+        cleanup_distributed()
+
+
+def load_configs(args: argparse.Namespace) -> tuple[Config, Config, str]:
+    """(arch config, optimisation config with the --epochs / --warmup overrides, net kind "cifar" / "imagenet")."""
+    model_config = load_config(args.model_config)
+    kind = net_kind(model_config, args.dataset)
+    overrides = {key: getattr(args, key) for key in ("epochs", "warmup") if getattr(args, key) is not None}
+    optim_config = load_config(args.optim_config or DEFAULT_OPTIM_CONFIGS[kind], overrides=overrides)
+    if str(optim_config.get("scheduler") or "cos") != "cos":
+        raise ConfigError(f"{optim_config.source}: scheduler {optim_config.scheduler!r} is not supported; use 'cos' "
+                          "(warmup + cosine)")
+    return model_config, optim_config, kind
+
+
+def training_settings(args: argparse.Namespace, model_config: Config, optim_config: Config,
+                      auxiliary: bool) -> TrainSettings:
+    """Epochs (warmup included), auxiliary loss weight, drop-path, gradient clipping and the smoke-run limit."""
+    return TrainSettings(
+        total_epochs=int(optim_config.epochs) + int(optim_config.get("warmup") or 0),
+        aux_weight=float(optim_config.get("auxiliary") or 0.0) if auxiliary else 0.0,
+        drop_path_prob=float(model_config.get("drop_path_prob") or 0.0),
+        grad_clip=float(optim_config.get("grad_clip") or 0.0),
+        limit_batches=args.limit_batches, progress=not args.quiet, print_freq=args.print_freq)
+
+
+def train(args: argparse.Namespace, device: torch.device, rank: int, world_size: int) -> dict:
+    """Train the run `args` describes on `device` as process `rank` of `world_size`; returns the summary."""
+    model_config, optim_config, kind = load_configs(args)
+    choice = resolve_genotype(args.genotype, model_config.get("genotype"), args.model_config)
+    batch_size = args.batch_size or int(optim_config.get("batch_size") or DEFAULT_BATCH_SIZE)
+    save_dir = Path(args.save_dir or f"output/nas-infer/{args.dataset}-{choice.name}-{batch_size}")
+    is_main = rank == 0
+    # Every process runs choose_seed (so a bad seed fails everywhere alike), and all take rank 0's answer.
+    seed = seed_everything(broadcast_object(choose_seed(args.rand_seed, save_dir)))
+    logger = RunLogger(save_dir, log_name=f"seed-{seed}-log.txt", enabled=is_main, quiet=args.quiet)
+
+    train_loader, test_loader, info = get_train_test_loaders(
+        args.dataset, per_process_batch(batch_size, world_size), device, seed, cutout=cutout_length(args),
+        data_path=args.data_path, workers=args.workers, rank=rank, world_size=world_size, download=args.download)
+    auxiliary = bool(model_config.get("auxiliary")) and float(optim_config.get("auxiliary") or 0.0) > 0
+    model = build_network(model_config, kind, choice, info.num_classes, auxiliary)
+    # The printed genotype identifies the run in its checkpoints (and reads back with parse_genotype).
+    meta = {"dataset": args.dataset, "seed": seed, "genotype": str(choice.genotype),
+            "channels": network_channels(int(model_config.ichannel), choice.genotype),
+            "layers": int(model_config.layers)}
+    network = {"params": count_params_mb(model), "auxiliary": auxiliary, "input_size": info.image_size,
+               "flops": count_flops_m(model, (1, 3, info.image_size, info.image_size)) if is_main else None}
+    model = model.to(device)
+    ddp_model = None
+    if world_size > 1:
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(optim_config, model.parameters())
+    schedule = CosineWithWarmup(optimizer, int(optim_config.epochs), int(optim_config.get("warmup") or 0),
+                                float(optim_config.get("eta_min") or 0.0))
+    settings = training_settings(args, model_config, optim_config, auxiliary)
+    checkpoints = save_dir / "checkpoint"
+    paths = TrainPaths(checkpoints / f"seed-{seed}-basic.pth", checkpoints / f"seed-{seed}-best.pth", meta=meta)
+    trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),
+                      settings, paths, logger, best_on="test", is_main=is_main, ddp_model=ddp_model)
+
+    logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
+               f"run dir {save_dir}")
+    _log_network(logger, choice, model_config, meta, network, info.num_classes)
+    steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
+    logger.log(f"training: {settings.total_epochs} epochs ({schedule.warmup} warmup) | batch {batch_size} in total, "
+               f"{steps} steps/epoch per process | aux weight {settings.aux_weight} | drop-path "
+               f"{settings.drop_path_prob} | cutout {cutout_length(args)} | {optim_config.to_dict()}")
+    started = time.time()
+    history = trainer.fit()
+    summary = {
+        "dataset": args.dataset,
+        "genotype_name": choice.name,
+        "genotype_source": choice.source,
+        "genotype": choice.genotype.to_dict(),
+        "genotype_text": str(choice.genotype),
+        "seed": seed,
+        "channels": meta["channels"],
+        "layers": meta["layers"],
+        **network,
+        "aux_weight": settings.aux_weight,
+        "drop_path_prob": settings.drop_path_prob,
+        "batch_size": batch_size,
+        "world_size": world_size,
+        "total_epochs": settings.total_epochs,
+        "finished": len(history) >= settings.total_epochs,
+        "history": history,
+        "best": trainer.best,
+        "train_seconds": sum(entry["train_seconds"] for entry in history),
+        "seconds_this_session": time.time() - started,
+        "checkpoints": {"last": str(paths.last), "best": str(paths.best)},
+        "model_config": model_config.to_dict(),
+        "optim_config": optim_config.to_dict(),
+        "args": to_plain(vars(args)),
+    }
+    summary_path = save_dir / f"seed-{seed}-summary.json"
+    if is_main:
+        atomic_write_json(summary_path, summary)
+    _log_end(logger, summary, trainer.start_epoch, summary_path)
+    logger.close()
+    return summary
+
+
+def _log_network(logger: RunLogger, choice: GenotypeChoice, model_config: Config, meta: dict, network: dict,
+                 num_classes: int) -> None:
+    logger.log(f"genotype {choice.name} ({choice.source}):\n{choice.genotype}")
+    if choice.note:
+        logger.log(choice.note)
+    if meta["channels"] != int(model_config.ichannel):
+        logger.log(f"init channels {model_config.ichannel} -> {meta['channels']}: the fixed GDAS-FRC reduction cell "
+                   f"needs 2C to be a multiple of {FRC_GROUPS} (its grouped convolutions)")
+    side = network["input_size"]
+    logger.log(f"network: C={meta['channels']} N={meta['layers']} | params {network['params']:.3f} M (auxiliary head "
+               f"excluded) | FLOPs {network['flops'] or 0:.2f} M at {side}x{side} | {num_classes} classes")
+
+
+def _log_end(logger: RunLogger, summary: dict, start_epoch: int, summary_path: Path) -> None:
+    if start_epoch >= summary["total_epochs"]:
+        logger.log(f"the run had already finished its {summary['total_epochs']} epochs; nothing trained")
+    last = summary["history"][-1] if summary["history"] else {}
+    if last:
+        logger.log(f"last epoch: test accuracy {last['test_acc']:.2f}% | best {summary['best']['acc']:.2f}% at epoch "
+                   f"{summary['best']['epoch'] + 1} | {summary['train_seconds']:.1f}s of training in all")
+    logger.log(f"summary: {summary_path}")
+
+
+def main() -> None:
+    main_guard(run)
