@@ -144,3 +144,9 @@ def test_driver_smoke_run(torch_home, tmp_path):
     assert done.returncode == 0, done.stderr
     results = list((tmp_path / "output" / "NAS-BENCH-201-4").glob("arch-*-seed-777.json"))
     assert len(results) == 1 and json.loads(results[0].read_text())["datasets"]["cifar10"]["finished"]
+
+
+def test_bf16_channels_last_training(torch_home, tmp_path):
+    train(tmp_path, "--amp", "bf16", "--channels_last", datasets=["cifar10"])
+    epoch = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10"]["epochs"][0]
+    assert 0 < epoch["train_loss"] < 10 and 0 <= epoch["test_acc"] <= 100

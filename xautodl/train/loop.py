@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..errors import CheckpointError, TrainingError
 from ..runtime import (RunLogger, capture_rng_state, load_resume_checkpoint, restore_rng_state, save_checkpoint)
 from ..runtime.distributed import broadcast_buffers
+from ..runtime.precision import autocast, grad_scaler, to_channels_last
 from .meters import DeviceMeter
 from .schedules import CosineWithWarmup
 
@@ -37,6 +38,8 @@ class TrainSettings:
     limit_batches: int = 0
     progress: bool = True
     print_freq: int = 100
+    amp: str = "off"
+    channels_last: bool = False
 
 
 @dataclass
@@ -61,12 +64,15 @@ class Trainer:
     def __init__(self, model: nn.Module, train_loader, eval_loaders: dict[str, Iterable], optimizer: torch.optim.Optimizer,
                  schedule: CosineWithWarmup, criterion: Callable, settings: TrainSettings, paths: TrainPaths,
                  logger: RunLogger, best_on: str | None = None, is_main: bool = True,
-                 ddp_model: nn.Module | None = None) -> None:
+                 forward_model: nn.Module | None = None) -> None:
         self.model, self.train_loader, self.eval_loaders = model, train_loader, eval_loaders
         self.optimizer, self.schedule, self.criterion = optimizer, schedule, criterion
         self.settings, self.paths, self.logger, self.is_main = settings, paths, logger, is_main
         self.best_on = best_on or (next(iter(eval_loaders)) if eval_loaders else None)
-        self.forward_model = ddp_model if ddp_model is not None else model
+        # The module that trains: `model` itself, or a DDP / torch.compile wrapper of it.
+        self.forward_model = forward_model if forward_model is not None else model
+        self.device = next(model.parameters()).device
+        self.scaler = grad_scaler(settings.amp, self.device)
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, "acc": -1.0}
         self.start_epoch = 0
@@ -140,12 +146,10 @@ class Trainer:
             if step >= steps:
                 break
             lr = self.schedule.set_position(epoch, step / steps)
-            loss, logits = self._loss(model(inputs), targets)
+            with autocast(self.settings.amp, self.device):
+                loss, logits = self._loss(model(to_channels_last(inputs, self.settings.channels_last)), targets)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-            self.optimizer.step()
+            self._backward_and_step(loss)
             meter.add("train", loss.detach(), logits.detach(), targets)
             bar.update(1)
             if bar.disable and self.is_main and self.settings.print_freq and (step + 1) % self.settings.print_freq == 0:
@@ -154,6 +158,20 @@ class Trainer:
         # Every process then evaluates (and rank 0 saves) the same network, running statistics included.
         broadcast_buffers(self.model)
         return dict(meter.read(), lr=lr)
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        if self.settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
 
     @torch.no_grad()
     def evaluate(self, name: str, loader) -> dict:
@@ -168,8 +186,10 @@ class Trainer:
         for step, (inputs, targets) in enumerate(loader):
             if step >= steps:
                 break
-            logits = self.model(inputs)
-            meter.add(name, self.criterion(logits, targets), logits, targets)
+            with autocast(self.settings.amp, self.device):
+                logits = self.model(to_channels_last(inputs, self.settings.channels_last))
+                loss = self.criterion(logits, targets)
+            meter.add(name, loss, logits, targets)
         return meter.read()
 
     def fit(self) -> list[dict]:

@@ -31,6 +31,7 @@ from ..errors import ArchError, CheckpointError, ConfigError, XAutoDLError
 from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
 from ..runtime.flags import add_common_flags
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net
 from ..utils.flops import count_flops_m, count_params_mb
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")
     add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
     add_common_flags(parser)
+    add_speed_flags(parser)
     return parser
 
 
@@ -264,7 +266,8 @@ def training_settings(args: argparse.Namespace, model_config: Config, optim_conf
         aux_weight=float(optim_config.get("auxiliary") or 0.0) if auxiliary else 0.0,
         drop_path_prob=float(model_config.get("drop_path_prob") or 0.0),
         grad_clip=float(optim_config.get("grad_clip") or 0.0),
-        limit_batches=args.limit_batches, progress=not args.quiet, print_freq=args.print_freq)
+        limit_batches=args.limit_batches, progress=not args.quiet, print_freq=args.print_freq,
+        amp=args.amp, channels_last=args.channels_last)
 
 
 def train(args: argparse.Namespace, device: torch.device, rank: int, world_size: int) -> dict:
@@ -289,10 +292,13 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
             "layers": int(model_config.layers)}
     network = {"params": count_params_mb(model), "auxiliary": auxiliary, "input_size": info.image_size,
                "flops": count_flops_m(model, (1, 3, info.image_size, info.image_size)) if is_main else None}
-    model = model.to(device)
+    check_amp(args.amp, device)
+    model = to_channels_last(model.to(device), args.channels_last)
     ddp_model = None
     if world_size > 1:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    elif args.compile:
+        ddp_model = torch.compile(model)
     optimizer = build_optimizer(optim_config, model.parameters())
     schedule = CosineWithWarmup(optimizer, int(optim_config.epochs), int(optim_config.get("warmup") or 0),
                                 float(optim_config.get("eta_min") or 0.0))
@@ -300,7 +306,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     checkpoints = save_dir / "checkpoint"
     paths = TrainPaths(checkpoints / f"seed-{seed}-basic.pth", checkpoints / f"seed-{seed}-best.pth", meta=meta)
     trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),
-                      settings, paths, logger, best_on="test", is_main=is_main, ddp_model=ddp_model)
+                      settings, paths, logger, best_on="test", is_main=is_main, forward_model=ddp_model)
 
     logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
                f"run dir {save_dir}")

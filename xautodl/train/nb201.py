@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from ..config_utils import load_config
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
 from ..errors import DataError
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
 from ..runtime.flags import add_common_flags, positive_int
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
 from .loop import Trainer, TrainPaths, TrainSettings
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--use_less", type=int, default=0, help="accepted for compatibility; ignored")
     add("--splits", nargs="+", type=int, default=None, help="accepted for compatibility; ignored")
     add_common_flags(parser)
+    add_speed_flags(parser)
     return parser
 
 
@@ -88,15 +92,17 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     model = TinyNetwork(arch, args.channel, args.num_cells, info.num_classes)
     params = count_params_mb(model)
     flops = count_flops_m(model, (1, 3, info.image_size, info.image_size))
-    model = model.to(device)
+    model = to_channels_last(model.to(device), args.channels_last)
     optimizer = build_optimizer(config, model.parameters())
     epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
     schedule = CosineWithWarmup(optimizer, epochs, warmup, float(config.eta_min))
     checkpoints = Path(args.save_dir) / "checkpoints"
     paths = TrainPaths(checkpoints / f"{run_name}-{setting}.pth", meta={"arch": str(arch), "seed": seed, "setting": setting})
-    settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet)
+    settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet,
+                             amp=check_amp(args.amp, device), channels_last=args.channels_last)
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
-                      logger, best_on="valid" if "valid" in eval_loaders else "test")
+                      logger, best_on="valid" if "valid" in eval_loaders else "test",
+                      forward_model=torch.compile(model) if args.compile else None)
     logger.log(f"{setting} seed {seed}: {len(train_loader)} steps/epoch, params {params:.3f} MB, FLOPs {flops:.2f} M")
     history = trainer.fit()
     return {
