@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from xautodl.runtime.distributed import per_process_batch
 import torch
 
 from fakedata import write_cifar10, write_image_folder, write_split_file
@@ -218,7 +220,7 @@ def test_none_config_without_genotype_and_mismatched_configs_are_config_errors(w
     with pytest.raises(ConfigError, match="NAS-CIFAR"):
         basic_main(workspace / "run", imagenet_config)
     with pytest.raises(ConfigError, match="multiple of 3"):
-        nasnet_main.per_process_batch(8, 3)
+        per_process_batch(8, 3)
 
 
 @pytest.mark.parametrize("channels, fixed, expected", [(33, True, 36), (50, True, 52), (36, True, 36),

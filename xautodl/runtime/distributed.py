@@ -75,3 +75,11 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=src)
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """Each process's share of `batch_size`, the total over all processes (as the original DataParallel batch)."""
+    if batch_size % world_size:
+        raise ConfigError(f"--batch_size {batch_size} does not split evenly over {world_size} processes; "
+                          f"use a multiple of {world_size}")
+    return batch_size // world_size

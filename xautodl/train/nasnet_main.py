@@ -27,15 +27,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config_utils import Config, load_config
 from ..datasets import get_train_test_loaders
-from ..errors import ArchError, CheckpointError, ConfigError, XAutoDLError
+from ..errors import ArchError, CheckpointError, ConfigError
 from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
+from ..runtime.distributed import per_process_batch
 from ..runtime.flags import add_common_flags
+from ..runtime.resume import seed_to_run
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net
 from ..utils.flops import count_flops_m, count_params_mb
-from .loop import CHECKPOINT_KIND, Trainer, TrainPaths, TrainSettings
+from .loop import Trainer, TrainPaths, TrainSettings
 from .optim import build_criterion, build_optimizer
 from .schedules import CosineWithWarmup
 
@@ -204,29 +206,6 @@ def build_network(model_config: Config, kind: str, choice: GenotypeChoice, num_c
 
 
 # ------------------------------------------------------------------------------------------------------- run
-def choose_seed(requested: int, save_dir: Path) -> int:
-    """The seed to use: as given, or for -1 the newest unfinished run in `save_dir`, or a fresh random one."""
-    if requested != -1:
-        return seed_everything(requested)
-    candidates = sorted((save_dir / "checkpoint").glob("seed-*-basic.pth"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(candidates):
-        try:
-            state = load_checkpoint(path)
-        except XAutoDLError:
-            continue
-        if state.get("kind") == CHECKPOINT_KIND and not state.get("finished", False):
-            return int(state["meta"]["seed"])
-    return seed_everything(-1)
-
-
-def per_process_batch(batch_size: int, world_size: int) -> int:
-    """`batch_size` is the total over all processes, as the original tool's DataParallel batch was."""
-    if batch_size % world_size:
-        raise ConfigError(f"--batch_size {batch_size} does not split evenly over {world_size} processes; "
-                          f"use a multiple of {world_size}")
-    return batch_size // world_size
-
-
 def cutout_length(args: argparse.Namespace) -> int:
     if args.cutout_length is None:
         return CIFAR_CUTOUT if args.dataset in ("cifar10", "cifar100") else 0
@@ -277,8 +256,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     batch_size = args.batch_size or int(optim_config.get("batch_size") or DEFAULT_BATCH_SIZE)
     save_dir = Path(args.save_dir or f"output/nas-infer/{args.dataset}-{choice.name}-{batch_size}")
     is_main = rank == 0
-    # Every process runs choose_seed (so a bad seed fails everywhere alike), and all take rank 0's answer.
-    seed = seed_everything(broadcast_object(choose_seed(args.rand_seed, save_dir)))
+    # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
+    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / "checkpoint")))
     logger = RunLogger(save_dir, log_name=f"seed-{seed}-log.txt", enabled=is_main, quiet=args.quiet)
 
     train_loader, test_loader, info = get_train_test_loaders(
