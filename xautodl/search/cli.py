@@ -17,8 +17,9 @@ import torch
 from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import XAutoDLError
-from ..runtime import RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain
-from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
+from ..runtime import RunLogger, main_guard, previous_path, select_device, seed_everything, to_plain
+from ..runtime.distributed import broadcast_object, cleanup_distributed, per_process_batch, setup_distributed
+from ..runtime.resume import seed_to_run
 from ..runtime.flags import add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..train.optim import build_criterion, build_optimizer
@@ -66,21 +67,6 @@ def default_save_dir(algorithm: str, args: argparse.Namespace, space: str, arch_
         arch_name, arch_name)
     folder = "search-cell-nas-bench-201" if space == "nas-bench-201" else "search-cell-darts"
     return Path("output") / folder / f"{name}-{args.dataset}-BN{args.track_running_stats}"
-
-
-def choose_seed(requested: int, run_dir: Path) -> int:
-    """The seed to use: as given, or for -1 the newest unfinished run in `run_dir`, or a fresh random one."""
-    if requested >= 0:
-        return requested
-    candidates = sorted((run_dir / "checkpoint").glob("seed-*-basic.pth"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(candidates):
-        try:
-            state = load_checkpoint(path)
-        except XAutoDLError:
-            continue
-        if not state.get("finished", False):
-            return int(state["seed"])
-    return seed_everything(-1)
 
 
 def build_supernet(args, model_config, num_classes: int, mixer) -> torch.nn.Module:
@@ -140,8 +126,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     if is_main:
         _check_writable(run_dir)
     # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
-    seed = seed_everything(broadcast_object(choose_seed(args.rand_seed, run_dir) if is_main else None))
-    loader, info = get_search_loader(args.dataset, per_rank_batch(int(config.batch_size), world_size), device, seed,
+    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, run_dir / "checkpoint") if is_main else None))
+    loader, info = get_search_loader(args.dataset, per_process_batch(int(config.batch_size), world_size), device, seed,
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
     mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
@@ -179,14 +165,6 @@ def compiled_forward(algorithm: str, model: torch.nn.Module, args: argparse.Name
     if not args.compile or algorithm == "GDAS":
         return None
     return torch.compile(model)
-
-
-def per_rank_batch(batch_size: int, world_size: int) -> int:
-    """Each of `world_size` processes takes an equal share of the configured (global) batch."""
-    if batch_size % world_size:
-        raise XAutoDLError(f"the batch size {batch_size} does not split evenly over {world_size} processes; pass "
-                           f"--batch_size with a multiple of {world_size}")
-    return batch_size // world_size
 
 
 def _check_writable(run_dir: Path) -> None:
