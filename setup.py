@@ -29,7 +29,9 @@ setup(
         "nats_bench",
         "gdown",
         "scikit-learn",
+        "matplotlib",
+        "graphviz",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"], "plots": ["matplotlib", "graphviz"]},
+    extras_require={"test": ["pytest", "pytest-timeout"]},
     license="MIT",
 )

@@ -64,8 +64,10 @@ run_entry() {
 # nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space with the original settings.
 nb201_search() {
   local algo="$1"; shift
-  [ $# -ge 3 ] || usage_exit "bash scripts-search/algos/$algo.sh <dataset: cifar10|cifar100|ImageNet16-120> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
+  local usage="bash scripts-search/algos/$algo.sh <dataset: cifar10|cifar100|ImageNet16-120|digits|folder> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
+  [ $# -ge 3 ] || usage_exit "$usage"
   local dataset="$1" bn="$2" seed="$3"; shift 3
+  [ $# -eq 0 ] || [[ "$1" == -* ]] || usage_exit "$usage"
   local config=configs/nas-benchmark/algos/DARTS.config
   [ "$algo" = GDAS ] && config=configs/nas-benchmark/algos/GDAS.config
   run_entry "exps/NAS-Bench-201-algos/$algo.py" \

@@ -14,6 +14,17 @@ case "$dataset" in
   imagenet-1k) base=IMAGENET ;;
   *) usage_exit "$usage" ;;
 esac
+model_config="configs/archs/NAS-$base-$genotype.config"
+# A genotype name is known when its arch config exists (shipped, or in ./configs/archs/ of the working directory).
+if [ ! -f "$model_config" ] && [ ! -f "$XAUTODL_ROOT/$model_config" ]; then
+  known=""
+  for file in "$XAUTODL_ROOT"/configs/archs/NAS-"$base"-*.config; do
+    name="${file##*/NAS-$base-}" && name="${name%.config}"
+    [ "$name" = none ] || known="$known${known:+, }$name"
+  done
+  echo "error: unknown genotype '$genotype' (no $model_config); expected one of $known. A searched genotype trains with scripts/retrain-searched-net.sh" >&2
+  exit 1
+fi
 run_entry exps/basic/basic-main.py --dataset "$dataset" \
-  --model_config "configs/archs/NAS-$base-$genotype.config" --optim_config "configs/opts/NAS-$base.config" \
+  --model_config "$model_config" --optim_config "configs/opts/NAS-$base.config" \
   --save_dir "output/nas-infer/$dataset-$genotype-$batch" --batch_size "$batch" --rand_seed "$seed" "$@"

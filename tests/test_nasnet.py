@@ -266,3 +266,17 @@ def test_published_gdas_imagenet_size_and_multiply_adds():
     net = NASNetImageNet(get_genotype("GDAS_V1"), C=50, N=4, num_classes=1000)
     assert count_params_mb(net, exclude_prefixes=("auxiliary",)) == pytest.approx(5.3, rel=0.01)
     assert count_flops_m(net, (1, 3, 224, 224), exclude_prefixes=("auxiliary",)) == pytest.approx(581, rel=0.01)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 7])
+def test_avg_pool_op_equals_torch_avg_pool_without_padded_positions(stride, size):
+    from xautodl.spaces.ops import AvgPool3x3
+
+    x = torch.randn(2, 3, size, size, requires_grad=True)
+    ours = AvgPool3x3(stride)(x)
+    reference = torch.nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)(x)
+    assert ours.shape == reference.shape and torch.allclose(ours, reference, atol=1e-6)
+    grad_ours, = torch.autograd.grad(ours.sum(), x)
+    grad_reference, = torch.autograd.grad(reference.sum(), x)
+    assert torch.allclose(grad_ours, grad_reference, atol=1e-6)

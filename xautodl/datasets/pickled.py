@@ -149,6 +149,12 @@ def load_cifar(name: str, split: str, root: Path, download: bool = False) -> Ima
         _download_cifar(name, root)
         folder = root / layout.folder
         missing = _missing_files(folder, layout.all_files)
+    if missing and not folder.is_dir():
+        raise DataError(
+            f"{name} not found: the folder {folder} does not exist (it should hold {', '.join(layout.all_files)}). "
+            f"Extract {layout.archive} (the python version, from {CIFAR_URL}) in {folder.parent}, pass --data_path "
+            f"with the folder that holds {layout.folder}/, or pass --download to fetch it when online"
+        )
     if missing:
         raise DataError(
             f"{name} is incomplete: {folder} lacks {', '.join(missing)} (expected {', '.join(layout.all_files)}). "
@@ -170,6 +176,11 @@ def load_imagenet16(split: str, root: Path) -> ImageTensors:
     all_files = [file for names in IMAGENET16_FILES.values() for file in names]
     folder = locate([root, root / "ImageNet16"], all_files[-1])
     missing = _missing_files(folder, all_files)
+    if missing and not folder.is_dir():
+        raise DataError(
+            f"ImageNet16-120 not found: the folder {folder} does not exist. Put the ImageNet16 files distributed "
+            f"with NAS-Bench-201 / NATS-Bench ({', '.join(all_files)}) there, or pass --data_path with their folder"
+        )
     if missing:
         raise DataError(
             f"ImageNet16-120 is incomplete: {folder} lacks {', '.join(missing)} (expected {', '.join(all_files)}). "

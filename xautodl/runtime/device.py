@@ -51,7 +51,8 @@ def _checked_cuda(device: torch.device, name: str) -> torch.device:
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         raise XAutoDLError(
-            f"device {name!r} asked for, but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1})"
+            f"device {name!r} asked for, but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1}); "
+            "pass --device cuda:0 (or another visible index), --device auto or --device cpu"
         )
     return device
 

@@ -2,6 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
+
+
+# argparse's exit status for a bad command line (other user errors exit with 1, see runtime.cli).
+EXIT_BAD_FLAGS = 2
+
+
+class EntryParser(argparse.ArgumentParser):
+    """ArgumentParser whose flag errors are one line on stderr, like every other user error, instead of the whole
+    usage text (the entry points have dozens of flags that would bury the line saying what was wrong)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -9,9 +22,20 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text!r}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (warmup epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 

@@ -99,7 +99,7 @@ class RunLogger:
         except OSError as err:
             raise XAutoDLError(
                 f"cannot write the run log {self.log_path}: {err.strerror or err}; check that {self.run_dir} "
-                "is writable or choose another output folder"
+                "is writable or choose another output folder (--save_dir)"
             ) from err
 
     def _tensorboard(self) -> Any:

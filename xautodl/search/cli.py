@@ -17,10 +17,10 @@ import torch
 from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import XAutoDLError
-from ..runtime import RunLogger, main_guard, previous_path, select_device, seed_everything, to_plain
+from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, per_process_batch, setup_distributed
 from ..runtime.resume import seed_to_run
-from ..runtime.flags import add_common_flags
+from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
@@ -33,13 +33,15 @@ DEFAULT_CONFIGS = {
     "DARTS-V1": "configs/nas-benchmark/algos/DARTS.config",
     "DARTS-V2": "configs/nas-benchmark/algos/DARTS.config",
 }
+# The datasets a search can hold in memory (imagenet-1k is read from files, for re-training only).
+SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
 
 
 def build_parser(algorithm: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = EntryParser(
         prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
     add = parser.add_argument
-    add("--dataset", required=True, help="cifar10, cifar100, ImageNet16-120, digits or folder")
+    add("--dataset", required=True, choices=SEARCH_DATASETS)
     add("--search_space_name", default="nas-bench-201", help="nas-bench-201 or darts")
     add("--max_nodes", type=int, default=4)
     add("--channel", type=int, default=16)

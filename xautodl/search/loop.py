@@ -126,7 +126,7 @@ class SearchLoop:
         restore_rng_state(state["rng"])
         self.history, self.best = list(state["history"]), dict(state["best"])
         self.start_epoch = int(state["epoch"]) + 1
-        self.logger.log(f"resumed from {self.run.checkpoint_path} after epoch {self.start_epoch - 1}")
+        self.logger.log(f"resumed from {self.run.checkpoint_path} after epoch {self.start_epoch}")
         return True
 
     def _check_compatible(self, state: dict) -> None:
@@ -174,14 +174,15 @@ class SearchLoop:
         for key in ("train_loss", "valid_loss"):
             if not math.isfinite(metrics[key]):
                 raise TrainingError(
-                    f"the {key.replace('_', ' ')} became {metrics[key]} in epoch {epoch}; the run stopped and the "
+                    f"the {key.replace('_', ' ')} became {metrics[key]} in epoch {epoch + 1}; the run stopped and the "
                     f"last good checkpoint ({self.run.checkpoint_path}) is kept. Try a smaller learning rate.")
         return metrics
 
     def record_epoch(self, metrics: dict) -> dict:
         """Genotype, benchmark look-up, logs and TensorBoard for a finished epoch; returns the history entry."""
         genotype = self.model.genotype()
-        entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict())
+        alphas = self.model.alpha_table()
+        entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict(), alphas=alphas)
         if self.benchmark is not None:
             entry["benchmark"] = self.benchmark(str(genotype))
         epoch = metrics["epoch"]
@@ -193,7 +194,7 @@ class SearchLoop:
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
         scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")}
-        for edge, probs in self.model.alpha_table().items():
+        for edge, probs in alphas.items():
             for k, p in enumerate(probs):
                 scalars[f"alpha/{edge}/{k}"] = p
         self.logger.scalars(scalars, epoch)
@@ -202,7 +203,6 @@ class SearchLoop:
     def run_search(self) -> dict:
         """Run the remaining epochs; returns the summary written to the run's summary JSON."""
         self.resume()
-        started = time.time()
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
             self.history.append(self.record_epoch(metrics))
@@ -213,12 +213,19 @@ class SearchLoop:
                 self.best = {"epoch": epoch, "valid_acc": metrics["valid_acc"], "genotype": self.history[-1]["genotype"]}
             if self.is_main:
                 state = self.state_dict(epoch)
-                save_checkpoint(self.run.checkpoint_path, state)
+                # Best before last: a crash between the two then re-runs this epoch and rewrites both, instead of
+                # resuming past an epoch whose best checkpoint was never written.
                 if is_best:
                     save_checkpoint(self.run.best_path, state)
-                atomic_write_json(self.run.summary_path, self.summary(time.time() - started))
+                save_checkpoint(self.run.checkpoint_path, state)
+                atomic_write_json(self.run.summary_path, self.summary())
         self._check_ranks_in_sync()
-        return self.summary(time.time() - started)
+        summary = self.summary()
+        if self.is_main:
+            # Also after a resume that found nothing left to do: a crash after the last checkpoint but before
+            # its summary must not leave the summary one epoch short.
+            atomic_write_json(self.run.summary_path, summary)
+        return summary
 
     def _check_ranks_in_sync(self) -> None:
         """Under torchrun, compare a checksum of the weights and alphas of every rank (one collective per run)."""
@@ -233,7 +240,7 @@ class SearchLoop:
         if len(set(values)) != 1:
             raise TrainingError(f"the {world_size} processes ended with different weights (checksums {values})")
 
-    def summary(self, seconds_this_session: float = 0.0) -> dict:
+    def summary(self) -> dict:
         final = self.history[-1]["genotype"] if self.history else str(self.model.genotype())
         return {
             "space": self.run.space,

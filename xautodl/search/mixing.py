@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import TrainingError
+
 
 @dataclass
 class EdgeSample:
@@ -92,14 +94,20 @@ class GumbelHardMixer:
             gumbel = -torch.empty_like(alphas).exponential_(generator=generator).log()
             probs = F.softmax((log_p + gumbel) / self.tau, dim=-1)
             index = probs.argmax(dim=-1)
-            bad = ~torch.isfinite(gumbel).all() | ~torch.isfinite(probs).all()
-            # One host read per sample: the chosen op of every edge and the resample flag travel together.
-            host = torch.cat([index, bad.view(1).long()]).tolist()
-            if not host[-1]:
-                break
+            flags = torch.stack([~torch.isfinite(gumbel).all(), ~torch.isfinite(probs).all()]).long()
+            # One host read per sample: the chosen op of every edge and the two flags travel together.
+            host = torch.cat([index, flags]).tolist()
+            bad_noise, bad_probs = host[-2:]
+            if bad_noise:
+                continue  # an infinite Gumbel draw (exponential sample 0): draw again, as GDAS does
+            if bad_probs:
+                raise TrainingError("the architecture parameters (alphas) are no longer finite, so GDAS cannot sample "
+                                    "an architecture; the run stopped and the last good checkpoint is kept. Try a "
+                                    "smaller --arch_learning_rate or learning rate.")
+            break
         one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
         weights = one_hot - probs.detach() + probs
-        return EdgeSample(weights, [[k] for k in host[:-1]], hard=True)
+        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True)
 
     def state_dict(self) -> dict:
         generator = self._generator

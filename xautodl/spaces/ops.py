@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
@@ -111,6 +112,35 @@ class FactorizedReduce(nn.Module):
         return self.bn(out)
 
 
+class AvgPool3x3(nn.Module):
+    """3x3 average pooling with padding 1 whose average leaves the padded positions out (`count_include_pad=False`).
+
+    Computed as a depthwise convolution with an all-ones kernel, scaled by 1 / (number of real inputs under the
+    window): the same values as `nn.AvgPool2d(3, stride, 1, count_include_pad=False)`, but on CPU about ten times
+    faster forward and backward than PyTorch's kernel for that case, which dominated a GDAS search step.
+    """
+
+    flops_uncounted = True  # NAS-Bench-201 counts no pooling (see xautodl.utils.flops)
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _kernel_and_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        channels, height, width = x.shape[1:]
+        key = (channels, height, width, x.device, x.dtype)
+        if key not in self._constants:
+            kernel = x.new_ones(channels, 1, 3, 3)
+            counts = F.conv2d(x.new_ones(1, 1, height, width), x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1)
+            self._constants[key] = (kernel, counts.reciprocal())
+        return self._constants[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, scale = self._kernel_and_scale(x)
+        return F.conv2d(x, kernel, stride=self.stride, padding=1, groups=x.shape[1]) * scale
+
+
 class Pooling(nn.Module):
     """3x3 average or max pooling (padding 1); a 1x1 ReLUConvBN first when the channel count changes."""
 
@@ -118,7 +148,7 @@ class Pooling(nn.Module):
         super().__init__()
         self.preprocess = None if C_in == C_out else ReLUConvBN(C_in, C_out, 1, 1, 0, 1, affine, track)
         if mode == "avg":
-            self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+            self.pool = AvgPool3x3(stride)
         elif mode == "max":
             self.pool = nn.MaxPool2d(3, stride=stride, padding=1)
         else:

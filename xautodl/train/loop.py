@@ -210,9 +210,10 @@ class Trainer:
                 self.best = {"epoch": epoch, "acc": metrics[f"{self.best_on}_acc"], "on": self.best_on}
             if self.is_main:
                 state = self.state_dict(epoch)
-                save_checkpoint(self.paths.last, state)
+                # Best first: a crash between the two writes then repeats this epoch and rewrites both.
                 if is_best and self.paths.best is not None:
                     save_checkpoint(self.paths.best, state)
+                save_checkpoint(self.paths.last, state)
         return self.history
 
     def _check_finite(self, metrics: dict, epoch: int) -> None:

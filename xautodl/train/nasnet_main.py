@@ -31,7 +31,7 @@ from ..errors import ArchError, CheckpointError, ConfigError
 from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
 from ..runtime.distributed import per_process_batch
-from ..runtime.flags import add_common_flags
+from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
@@ -51,15 +51,8 @@ NB201_SPACE = "nas-bench-201"
 NB201_TRAIN_HINT = "bash scripts-search/NAS-Bench-201/train-a-net.sh '{arch}' 16 5"
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = EntryParser(
         prog="basic-main.py", description="Train a NASNet-space network (published or searched genotype).")
     add = parser.add_argument
     add("--dataset", required=True, choices=DATASETS)
@@ -73,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save_dir", default=None, help="run folder (default: output/nas-infer/{dataset}-{genotype}-{batch})")
     add("--rand_seed", type=int, default=-1,
         help="-1: resume the newest unfinished run in --save_dir, else draw a seed")
-    add("--warmup", type=_non_negative_int, default=None, help="override the optimisation config's warmup epochs")
+    add("--warmup", type=non_negative_int, default=None, help="override the optimisation config's warmup epochs")
     add("--cutout_length", type=int, default=None,
         help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")
     add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
@@ -289,6 +282,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
 
     logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
                f"run dir {save_dir}")
+    logger.log(f"data: {train_loader.dataset_size} train / {test_loader.dataset_size} test images")
     _log_network(logger, choice, model_config, meta, network, info.num_classes)
     steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
     logger.log(f"training: {settings.total_epochs} epochs ({schedule.warmup} warmup) | batch {batch_size} in total, "
@@ -348,8 +342,10 @@ def _log_end(logger: RunLogger, summary: dict, start_epoch: int, summary_path: P
     last = summary["history"][-1] if summary["history"] else {}
     if last:
         logger.log(f"last epoch: test accuracy {last['test_acc']:.2f}% | best {summary['best']['acc']:.2f}% at epoch "
-                   f"{summary['best']['epoch'] + 1} | {summary['train_seconds']:.1f}s of training in all")
-    logger.log(f"summary: {summary_path}")
+                   f"{summary['best']['epoch'] + 1} | {summary['train_seconds']:.1f}s of training in all, "
+                   f"{summary['seconds_this_session']:.1f}s this session")
+    logger.log(f"files: summary {summary_path} | checkpoints {summary['checkpoints']['last']}, "
+               f"{summary['checkpoints']['best']} | log {logger.log_path}")
 
 
 def main() -> None:

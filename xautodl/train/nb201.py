@@ -19,7 +19,7 @@ from ..config_utils import load_config
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
 from ..errors import DataError
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
-from ..runtime.flags import add_common_flags, positive_int
+from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
@@ -29,7 +29,7 @@ from .schedules import CosineWithWarmup
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py", description="Train NAS-Bench-201 architectures the benchmark's way.")
+    parser = EntryParser(prog="main.py", description="Train NAS-Bench-201 architectures the benchmark's way.")
     add = parser.add_argument
     add("--arch", default=None, help="arch string or known name (e.g. resnet)")
     add("--mode", default=None, help="original tool's form: specific-<arch string or name>")
@@ -103,7 +103,11 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
                       logger, best_on="valid" if "valid" in eval_loaders else "test",
                       forward_model=torch.compile(model) if args.compile else None)
-    logger.log(f"{setting} seed {seed}: {len(train_loader)} steps/epoch, params {params:.3f} MB, FLOPs {flops:.2f} M")
+    loaders = {"train": train_loader, **eval_loaders}
+    images = ", ".join(f"{name} {loader.dataset_size}" for name, loader in loaders.items())
+    steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
+    logger.log(f"{setting} seed {seed}: images {images} | {steps} steps/epoch | params {params:.3f} MB, "
+               f"FLOPs {flops:.2f} M | config {config.to_dict()}")
     history = trainer.fit()
     return {
         "params": params,
@@ -123,9 +127,10 @@ def run(argv: Sequence[str] | None = None) -> dict:
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
     logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", tensorboard=False, quiet=args.quiet)
+    session_started = time.time()
     benchmark = _open_benchmark(args, logger)
     logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "
-               f"settings {' '.join(args.datasets)} | seeds {' '.join(map(str, args.seeds))}")
+               f"settings {' '.join(args.datasets)} | seeds {' '.join(map(str, args.seeds))} | run dir {save_dir}")
     results = {}
     for seed in args.seeds:
         run_name = f"arch-{index:05d}-seed-{seed}"
@@ -142,7 +147,13 @@ def run(argv: Sequence[str] | None = None) -> dict:
             atomic_write_json(result_path, result)
             _report(logger, setting, seed, outcome, benchmark, arch, time.time() - started)
         results[seed] = result
-    logger.log(f"results in {save_dir}/arch-{index:05d}-seed-*.json")
+    for seed, result in results.items():
+        bests = [f"{setting} {_best(outcome)}" for setting, outcome in result["datasets"].items()
+                 if setting in args.datasets]
+        logger.log(f"seed {seed}: {'; '.join(bests)}")
+    result_files = ", ".join(str(save_dir / f"arch-{index:05d}-seed-{seed}.json") for seed in results)
+    logger.log(f"total time {time.time() - session_started:.1f}s this session | results {result_files} | "
+               f"checkpoints {save_dir / 'checkpoints'} | log {logger.log_path}")
     logger.close()
     return results
 
@@ -162,10 +173,20 @@ def _open_benchmark(args, logger):
     return open_benchmark(None, logger=logger)
 
 
+def _best(outcome: dict) -> str:
+    """The best accuracy of a setting's epochs on valid (on test when the setting has no valid split), as text."""
+    epochs = outcome["epochs"]
+    if not epochs:
+        return "no epoch trained"
+    key = "valid" if "valid_acc" in epochs[0] else "test"
+    best = max(range(len(epochs)), key=lambda i: epochs[i][f"{key}_acc"])
+    return f"best {key} accuracy {epochs[best][f'{key}_acc']:.2f}% at epoch {best + 1}"
+
+
 def _report(logger, setting: str, seed: int, outcome: dict, benchmark, arch, seconds: float) -> None:
     last = outcome["epochs"][-1] if outcome["epochs"] else {}
     ours = ", ".join(f"{key} {last[key + '_acc']:.2f}%" for key in ("train", "valid", "test") if key + "_acc" in last)
-    logger.log(f"{setting} seed {seed} done in {seconds:.1f}s: {ours}")
+    logger.log(f"{setting} seed {seed} done in {seconds:.1f}s: last epoch {ours}; {_best(outcome)}")
     if benchmark is not None:
         reference = benchmark.query(str(arch)).to_dict().get("accuracy", {}).get(setting)
         if reference:

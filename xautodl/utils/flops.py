@@ -85,7 +85,9 @@ def count_flops_m(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
     # FlopCounterMode names a module "<root class>.<qualified name>" and credits an op to each enclosing module,
     # so the excluded share is what the outermost excluded modules hold.
     root = type(model).__name__
-    excluded = [name for name, _ in model.named_modules() if name and _is_excluded(name, exclude_prefixes)]
+    # Also left out: modules that compute pooling with convolution kernels (they say so with `flops_uncounted`).
+    excluded = [name for name, module in model.named_modules()
+                if name and (_is_excluded(name, exclude_prefixes) or getattr(module, "flops_uncounted", False))]
     outermost = [name for name in excluded if not any(name.startswith(other + ".") for other in excluded)]
     excluded_flops = sum(sum(per_module.get(f"{root}.{name}", {}).values()) for name in outermost)
     return (counter.get_total_flops() - excluded_flops) / input_shape[0] / 1e6
