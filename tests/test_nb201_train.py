@@ -150,3 +150,19 @@ def test_bf16_channels_last_training(torch_home, tmp_path):
     train(tmp_path, "--amp", "bf16", "--channels_last", datasets=["cifar10"])
     epoch = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10"]["epochs"][0]
     assert 0 < epoch["train_loss"] < 10 and 0 <= epoch["test_acc"] <= 100
+
+
+@pytest.mark.slow
+def test_two_process_train_a_net(torch_home, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "exps" / "NAS-Bench-201" / "main.py"), "--arch", "resnet", "--channel", "4",
+               "--num_cells", "1", "--datasets", "cifar10-valid", "--seeds", "777", "--epochs", "2",
+               "--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet",
+               "--split_dir", str(tmp_path / "splits"), "--save_dir", str(tmp_path / "out")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10-valid"]
+    assert outcome["finished"] and len(outcome["epochs"]) == 2
+    assert outcome["epochs"][0]["train_count"] == 2 * 8, "both processes' batches are counted"
+    assert outcome["epochs"][0]["valid_count"] == 16, "the valid half is evaluated once, split over the processes"

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..errors import CheckpointError, TrainingError
@@ -53,6 +54,14 @@ class TrainPaths:
     last: Path
     best: Path | None = None
     meta: dict = field(default_factory=dict)
+
+
+def training_module(model: nn.Module, compile_model: bool, world_size: int, device: torch.device) -> nn.Module | None:
+    """The module that trains `model`: DistributedDataParallel under torchrun, torch.compile with --compile, or
+    None for the model itself (the Trainer's `forward_model`)."""
+    if world_size > 1:
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if compile_model else None
 
 
 class Trainer:

@@ -23,7 +23,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..config_utils import Config, load_config
 from ..datasets import get_train_test_loaders
@@ -37,7 +36,7 @@ from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net
 from ..utils.flops import count_flops_m, count_params_mb
-from .loop import Trainer, TrainPaths, TrainSettings
+from .loop import Trainer, TrainPaths, TrainSettings, training_module
 from .optim import build_criterion, build_optimizer
 from .schedules import CosineWithWarmup
 
@@ -266,11 +265,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
                "flops": count_flops_m(model, (1, 3, info.image_size, info.image_size)) if is_main else None}
     check_amp(args.amp, device)
     model = to_channels_last(model.to(device), args.channels_last)
-    ddp_model = None
-    if world_size > 1:
-        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    elif args.compile:
-        ddp_model = torch.compile(model)
+    ddp_model = training_module(model, args.compile, world_size, device)
     optimizer = build_optimizer(optim_config, model.parameters())
     schedule = CosineWithWarmup(optimizer, int(optim_config.epochs), int(optim_config.get("warmup") or 0),
                                 float(optim_config.get("eta_min") or 0.0))

@@ -19,11 +19,12 @@ from ..config_utils import load_config
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
 from ..errors import DataError
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
+from ..runtime.distributed import cleanup_distributed, per_process_batch, setup_distributed
 from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
-from .loop import Trainer, TrainPaths, TrainSettings
+from .loop import Trainer, TrainPaths, TrainSettings, training_module
 from .optim import build_criterion, build_optimizer
 from .schedules import CosineWithWarmup
 
@@ -82,13 +83,16 @@ def _split_file(args: argparse.Namespace, setting: str) -> Path | None:
     return Path(args.split_dir) / SPLIT_FILES[name]
 
 
-def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str, logger: RunLogger, device) -> dict:
-    """Train `arch` with `seed` on one setting (resuming its checkpoint); returns that setting's result."""
+def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str, logger: RunLogger, device,
+                  rank: int = 0, world_size: int = 1) -> dict:
+    """Train `arch` with `seed` on one setting (resuming its checkpoint) as process `rank` of `world_size`;
+    returns that setting's result."""
     config = load_config(args.config_path, overrides={k: getattr(args, k) for k in ("epochs", "batch_size")
                                                         if getattr(args, k) is not None})
     seed_everything(seed)
-    train_loader, eval_loaders, info = get_nb201_loaders(setting, int(config.batch_size), device, seed, data_path,
-                                                         _split_file(args, setting), download=args.download)
+    train_loader, eval_loaders, info = get_nb201_loaders(
+        setting, per_process_batch(int(config.batch_size), world_size), device, seed, data_path,
+        _split_file(args, setting), rank=rank, world_size=world_size, download=args.download)
     model = TinyNetwork(arch, args.channel, args.num_cells, info.num_classes)
     params = count_params_mb(model)
     flops = count_flops_m(model, (1, 3, info.image_size, info.image_size))
@@ -101,8 +105,8 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet,
                              amp=check_amp(args.amp, device), channels_last=args.channels_last)
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
-                      logger, best_on="valid" if "valid" in eval_loaders else "test",
-                      forward_model=torch.compile(model) if args.compile else None)
+                      logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
+                      forward_model=training_module(model, args.compile, world_size, device))
     loaders = {"train": train_loader, **eval_loaders}
     images = ", ".join(f"{name} {loader.dataset_size}" for name, loader in loaders.items())
     steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
@@ -123,12 +127,24 @@ def run(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     arch = resolve_arch(args)
     device = select_device(args.device)
+    rank, world_size, local_rank = setup_distributed(device)
+    try:
+        if world_size > 1 and device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+        return _train_all(args, arch, device, rank, world_size)
+    finally:
+        cleanup_distributed()
+
+
+def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, world_size: int) -> dict:
+    is_main = rank == 0
     data_paths = _data_paths(args)
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
-    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", tensorboard=False, quiet=args.quiet)
+    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", tensorboard=False, quiet=args.quiet,
+                       enabled=is_main)
     session_started = time.time()
-    benchmark = _open_benchmark(args, logger)
+    benchmark = _open_benchmark(args, logger) if is_main else None
     logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "
                f"settings {' '.join(args.datasets)} | seeds {' '.join(map(str, args.seeds))} | run dir {save_dir}")
     results = {}
@@ -142,9 +158,11 @@ def run(argv: Sequence[str] | None = None) -> dict:
                 logger.log(f"{setting} seed {seed}: already finished in {result_path}, skipped")
                 continue
             started = time.time()
-            outcome = train_setting(args, arch, seed, setting, data_paths[setting], run_name, logger, device)
+            outcome = train_setting(args, arch, seed, setting, data_paths[setting], run_name, logger, device,
+                                    rank, world_size)
             result["datasets"][setting] = outcome
-            atomic_write_json(result_path, result)
+            if is_main:
+                atomic_write_json(result_path, result)
             _report(logger, setting, seed, outcome, benchmark, arch, time.time() - started)
         results[seed] = result
     for seed, result in results.items():
