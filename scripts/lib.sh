@@ -76,3 +76,17 @@ nb201_search() {
     --config_path "$config" --tau_max 10 --tau_min 0.1 \
     --arch_learning_rate 0.0003 --arch_weight_decay 0.001 --rand_seed "$seed" "$@"
 }
+
+# nasnet_search DRIVER ENTRY ARCH_CONFIG OPT_CONFIG RUN_NAME DATASET BN SEED [extra flags]: a search on the NASNet
+# (DARTS) space with the original settings (tau 10 -> 0.1, arch LR 3e-4, arch wd 1e-3).
+nasnet_search() {
+  local driver="$1" entry="$2" arch_config="$3" opt_config="$4" name="$5"; shift 5
+  local usage="bash scripts-search/$driver <dataset: cifar10|cifar100|ImageNet16-120> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
+  [ $# -ge 3 ] || usage_exit "$usage"
+  local dataset="$1" bn="$2" seed="$3"; shift 3
+  [ $# -eq 0 ] || [[ "$1" == -* ]] || usage_exit "$usage"
+  run_entry "exps/NAS-Bench-201-algos/$entry" --dataset "$dataset" --track_running_stats "$bn" --rand_seed "$seed" \
+    --model_config "configs/search-archs/$arch_config" --config_path "configs/search-opts/$opt_config" \
+    --tau_max 10 --tau_min 0.1 --arch_learning_rate 0.0003 --arch_weight_decay 0.001 \
+    --save_dir "output/search-cell-darts/$name-$dataset-BN$bn" "$@"
+}
