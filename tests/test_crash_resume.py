@@ -29,12 +29,13 @@ from xautodl.search import cli
 from xautodl.search import loop as search_loop
 from xautodl.search.loop import SearchLoop
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
-from xautodl.train import nb201
+from xautodl.train import nasnet_main, nb201
 from xautodl.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 SEARCH_SCRIPT = REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py"
 TRAIN_SCRIPT = REPO / "exps" / "NAS-Bench-201" / "main.py"
+BASIC_SCRIPT = REPO / "exps" / "basic" / "basic-main.py"
 TIMEOUT_S = 300
 SEED = 5
 TINY_SEARCH = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "3",
@@ -383,6 +384,40 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
     assert ours["finished"] and len(ours["epochs"]) == epochs
     assert without_timings(ours["epochs"]) == without_timings(theirs["epochs"])
     final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoints" / last.name)
+    for key in ("epoch", "model", "optimizer", "rng", "best"):
+        assert_same(final[key], reference[key], key)
+
+
+@pytest.mark.slow
+def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                                       launcher, one_thread):
+    from test_basic_main import arch_config
+
+    home = tmp_path / "torch_home"
+    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
+
+    def argv(save_dir: Path) -> list[str]:
+        return ["--dataset", "cifar10", "--model_config", str(model_config), "--optim_config",
+                "configs/opts/NAS-CIFAR.config", "--save_dir", str(save_dir), "--rand_seed", "3", "--epochs", "3",
+                "--warmup", "0", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet"]
+
+    nasnet_main.run(argv(tmp_path / "reference"))
+    out = tmp_path / "killed"
+    last = out / "checkpoint" / "seed-3-basic.pth"
+    stages = Stages(launcher, tmp_path, BASIC_SCRIPT, argv(out), out / "seed-3-log.txt", env={"TORCH_HOME": str(home)})
+
+    stages.run(crash_at="step:5")  # mid-epoch 2
+    assert resume_epoch(last) == 1
+    logged = stages.run(crash_at=f"temp-written:{last.name}@1")
+    assert f"resumed from {last} after epoch 1" in logged and load_checkpoint(last)["epoch"] == 0
+    stages.run()
+
+    final = load_checkpoint(last)
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoint" / last.name)
+    assert final["finished"] and final["epoch"] == 2
+    assert without_timings(final["history"]) == without_timings(reference["history"])
     for key in ("epoch", "model", "optimizer", "rng", "best"):
         assert_same(final[key], reference[key], key)
 
