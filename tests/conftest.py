@@ -1,5 +1,7 @@
-"""Shared pytest set-up: tests marked `cuda` run only where a CUDA device is present."""
+"""Shared pytest set-up: tests marked `cuda` run only where a CUDA device is present; shared fixtures."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,3 +14,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def echo_python(tmp_path) -> Path:
+    """A stand-in interpreter that prints its arguments, one per line: a driver that got past its checks shows
+    the command line it would run on stdout."""
+    fake = tmp_path / "echo-python"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    return fake

@@ -161,15 +161,6 @@ def test_bad_input_gives_one_clear_message_and_keeps_earlier_results(workspace, 
 
 
 # ------------------------------------------------------------------------------------ positional argument count
-@pytest.fixture
-def echo_python(tmp_path) -> Path:
-    """A stand-in interpreter that prints its arguments: a driver that got past its checks shows up on stdout."""
-    fake = tmp_path / "echo-python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
-    fake.chmod(0o755)
-    return fake
-
-
 USAGE_CASES = [
     *[(script, ["cifar10", "1"]) for script in NB201_SEARCHES],
     *[(script, ["cifar10", "1", "-1", "7"]) for script in NB201_SEARCHES],

@@ -35,15 +35,6 @@ def driver(script: str, args, cwd: Path, **env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def echo_python(tmp_path) -> Path:
-    """A stand-in interpreter that prints the arguments it gets, one per line."""
-    fake = tmp_path / "echo-python"
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
-    fake.chmod(0o755)
-    return fake
-
-
 def entry_command(script: str, args, tmp_path: Path, echo_python: Path) -> list[str]:
     done = driver(script, args, tmp_path, PYTHON=str(echo_python))
     assert done.returncode == 0, done.stderr
