@@ -1,9 +1,9 @@
 """Edge mixing strategies: how a supernet edge combines its candidate ops.
 
 A supernet owns its architecture parameters (one row of logits per edge) and, once per forward and per cell kind,
-asks its mixer for an `EdgeSample`; every edge then calls `sample.mix(edge, ops, x)`. Spaces never import this
+asks its mixer for an `EdgeSample`; every node then calls `sample.node(edges)`. Spaces never import this
 module: they receive a mixer object from the entry point and only use `mixer(alphas, op_names)`, `mixer.tau`
-and `EdgeSample.mix`.
+and `EdgeSample.node`.
 
 - `SoftmaxMixer` (DARTS): every op weighted by softmax(alpha); `none` is skipped since it adds zeros.
 - `GumbelHardMixer` (GDAS): a hard one-hot Gumbel-softmax sample per edge; only the sampled op is computed and
@@ -23,23 +23,39 @@ from ..errors import TrainingError
 
 @dataclass
 class EdgeSample:
-    """Per-edge weights (E x K) and, per edge, the op indices to compute."""
+    """Per-edge weights (E x K), per edge the op indices it mixes, and which op indices are `none` (zeros)."""
 
     weights: torch.Tensor
     active: list[list[int]]
     hard: bool
+    zero_ops: frozenset[int] = frozenset()
 
-    def mix(self, edge: int, ops: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-        """Output of edge `edge` whose candidate ops are `ops`, applied to `x`."""
-        w = self.weights[edge]
-        chosen = self.active[edge]
-        out = w[chosen[0]] * ops[chosen[0]](x)
-        for k in chosen[1:]:
-            out = out + w[k] * ops[k](x)
+    def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
+        """A cell node: the sum over its incoming edges, given as (edge index, candidate ops, edge input), of the
+        edge's active ops applied to the input, weighted by the edge's weights. `none` ops add zeros: skipped."""
+        offset = None
         if self.hard:
-            # The weights of the ops not computed are exactly zero in value (one_hot - p.detach() + p), but adding
-            # them routes the straight-through gradient to every alpha of the edge, as GDAS prescribes.
-            out = out + (w.sum() - w[chosen[0]])
+            # GDAS also adds the weights of the ops it did not sample: zero in value (one_hot - p.detach() + p), they
+            # route the straight-through gradient to every alpha of the edge. Their sum over the node's edges is one
+            # scalar, added once instead of once per edge.
+            for edge, _, _ in edges:
+                w = self.weights[edge]
+                unused = w.sum() - w[self.active[edge][0]]
+                offset = unused if offset is None else offset + unused
+        out = None
+        for edge, ops, x in edges:
+            w = self.weights[edge]
+            for k in self.active[edge]:
+                if k in self.zero_ops:
+                    continue
+                y = ops[k](x)
+                if out is None:  # one fused multiply-add per op, into one buffer per node
+                    out = y * w[k] if offset is None else torch.addcmul(offset, w[k], y)
+                else:
+                    out.addcmul_(w[k], y)
+        if out is None:  # GDAS sampled `none` on every edge: the node is zeros of its shape (plus the offset)
+            edge, ops, x = edges[0]
+            out = ops[self.active[edge][0]](x) + offset
         return out
 
 
@@ -107,7 +123,8 @@ class GumbelHardMixer:
             break
         one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
         weights = one_hot - probs.detach() + probs
-        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True)
+        zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
+        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True, zero_ops=zero_ops)
 
     def state_dict(self) -> dict:
         generator = self._generator

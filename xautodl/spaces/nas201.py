@@ -284,8 +284,7 @@ class SearchCell(nn.Module):
     def forward(self, x: torch.Tensor, sample: Any) -> torch.Tensor:
         nodes = [x]
         for inputs in self.node_edges:
-            terms = [sample.mix(e, self.edges[e], nodes[source]) for e, source in inputs]
-            nodes.append(sum(terms[1:], terms[0]))
+            nodes.append(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]))
         return nodes[-1]
 
 

@@ -40,7 +40,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     """Zero whole samples with probability `drop_prob` and scale the kept ones by 1 / keep (no host sync)."""
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
+    return x * mask.div_(keep)  # one pass over x: the 1 / keep scale rides on the per-sample mask
 
 
 def preprocess_s0(C_prev_prev: int, C: int, reduction_prev: bool, affine: bool, track: bool) -> nn.Module:
@@ -126,8 +126,7 @@ class NASNetSearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: Any) -> torch.Tensor:
         nodes = [self.preprocess0(s0), self.preprocess1(s1)]
         for inputs in self.node_edges:
-            terms = [sample.mix(e, self.edges[e], nodes[source]) for e, source in inputs]
-            nodes.append(sum(terms[1:], terms[0]))
+            nodes.append(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]))
         return torch.cat(nodes[-self.multiplier:], dim=1)
 
 

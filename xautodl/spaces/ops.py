@@ -32,14 +32,70 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def to_phases(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(N, C, H, W) -> (d*d*N, C, H/d, W/d): the d x d polyphase components stacked along the batch (layout kept)."""
+    n, c, h, w = x.shape
+    if _is_channels_last(x):
+        y = x.permute(0, 2, 3, 1).reshape(n, h // d, d, w // d, d, c).permute(2, 4, 0, 1, 3, 5)
+        return y.reshape(d * d * n, h // d, w // d, c).permute(0, 3, 1, 2)
+    return x.reshape(n, c, h // d, d, w // d, d).permute(3, 5, 0, 1, 2, 4).reshape(d * d * n, c, h // d, w // d)
+
+
+def from_phases(y: torch.Tensor, d: int) -> torch.Tensor:
+    """Inverse of `to_phases`."""
+    m, c, h, w = y.shape
+    n = m // (d * d)
+    if _is_channels_last(y):
+        z = y.permute(0, 2, 3, 1).reshape(d, d, n, h, w, c).permute(2, 3, 0, 4, 1, 5)
+        return z.reshape(n, h * d, w * d, c).permute(0, 3, 1, 2)
+    return y.reshape(d, d, n, c, h, w).permute(2, 3, 4, 0, 5, 1).reshape(n, c, h * d, w * d)
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """Depthwise k x k convolution ("same" padding, no bias); on CPU a dilated one runs undilated on polyphase parts.
+
+    A dilation-d convolution only ever combines pixels whose coordinates agree modulo d. With stride 1 it equals the
+    undilated convolution applied to each of the d x d polyphase components (stacked along the batch); with stride d
+    it equals the undilated convolution of the (0, 0) component alone. Same values and gradients, but PyTorch's CPU
+    kernels for dilated depthwise convolutions are slow, above all backward: this is 2-10x faster there (see
+    benchmarks/README.md). Small maps (a component smaller than the kernel), odd sizes and CUDA use the plain kernel.
+    """
+
+    def __init__(self, channels: int, kernel: int, stride: int, dilation: int):
+        super().__init__(channels, channels, kernel, stride=stride, padding=dilation * (kernel - 1) // 2,
+                         dilation=dilation, groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d, kernel, stride = self.dilation[0], self.kernel_size[0], self.stride[0]
+        if d == 1 or x.device.type != "cpu" or x.dim() != 4:
+            return super().forward(x)
+        height, width = x.shape[-2:]
+        padding = (kernel - 1) // 2
+        if stride == d:
+            out = F.conv2d(x[:, :, ::d, ::d], self.weight, padding=padding, groups=self.groups)
+            # On odd sizes the strided view no longer looks channels-last to PyTorch; keep the caller's layout.
+            return out.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else out
+        if stride == 1 and height % d == 0 and width % d == 0 and min(height, width) // d >= kernel:
+            out = F.conv2d(to_phases(x, d), self.weight, padding=padding, groups=self.groups)
+            return from_phases(out, d)
+        return super().forward(x)
+
+
 class SepConv(nn.Sequential):
     """ReLU -> depthwise conv k x k (optionally dilated) -> pointwise 1x1 -> BN (DARTS `dil_conv`, half a `sep_conv`)."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
                  affine: bool = True, track: bool = True):
+        if padding != dilation * (kernel - 1) // 2:
+            raise ValueError(f"SepConv needs 'same' padding dilation * (kernel - 1) / 2 = "
+                             f"{dilation * (kernel - 1) // 2}, got {padding}")
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=C_in, bias=False),
+            DepthwiseConv2d(C_in, kernel, stride, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             _bn(C_out, affine, track),
         )
@@ -105,7 +161,10 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         if self.stride == 2:
-            shifted = self.pad(x)[:, :, 1:, 1:]
+            # The second conv reads the grid shifted by one pixel. On even sizes its stride-2 samples never reach
+            # the zero padding, so the padded copy is only needed for odd sizes.
+            odd = x.shape[-2] % 2 or x.shape[-1] % 2
+            shifted = self.pad(x)[:, :, 1:, 1:] if odd else x[:, :, 1:, 1:]
             out = torch.cat([self.convs[0](x), self.convs[1](shifted)], dim=1)
         else:
             out = self.convs[0](x)
