@@ -6,6 +6,9 @@ Cases:
   supernet of configs/search-archs/GDAS(-FRC)-NASNet-CIFAR.config (C=16, N=2, 4 steps, multiplier 4, stem x3).
 - `gdas_v1-train`: one training step (forward with the auxiliary head, backward, SGD step) of the GDAS_V1 CIFAR
   evaluation network (C=36, N=6, stem x3, auxiliary weight 0.4, drop-path 0.2), as basic-main trains it.
+
+Ours runs in the layout the entry points choose by default (`--channels_last auto`: channels-last on CPU); the
+reference in the only layout it had.
 """
 from __future__ import annotations
 
@@ -29,16 +32,27 @@ WEIGHT_SGD = {"lr": 0.025, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": Tr
 ARCH_ADAM = {"lr": 3e-4, "betas": (0.5, 0.999), "weight_decay": 1e-3}
 
 
+def ours_layout(model: nn.Module) -> tuple[nn.Module, torch.memory_format]:
+    """Our model in the entry points' default layout, and the layout for the batches."""
+    from xautodl.runtime.precision import use_channels_last
+
+    if use_channels_last("auto", torch.device("cpu")):
+        return model.to(memory_format=torch.channels_last), torch.channels_last
+    return model, torch.contiguous_format
+
+
 def ours_search(case: str):
     from xautodl.search.algorithms import build_algorithm
     from xautodl.search.mixing import GumbelHardMixer
     from xautodl.spaces.nasnet import NASNetSupernet
 
-    model = NASNetSupernet(16, 2, 4, 4, 3, 10, GumbelHardMixer(10.0, 0), fixed_reduction=case == "gdas-frc")
+    model, layout = ours_layout(NASNetSupernet(16, 2, 4, 4, 3, 10, GumbelHardMixer(10.0, 0),
+                                               fixed_reduction=case == "gdas-frc"))
     algo = build_algorithm("GDAS", model, nn.CrossEntropyLoss(), torch.optim.SGD(model.weights(), **WEIGHT_SGD),
                            torch.optim.Adam(model.alphas(), **ARCH_ADAM))
 
     def iteration(x, y):
+        x = x.contiguous(memory_format=layout)  # as the search loop does with every batch
         algo.weight_step(x, y)
         algo.arch_step((x, y), (x, y))
     return iteration
@@ -66,13 +80,13 @@ def reference_search(case: str):
     return iteration
 
 
-def train_step(model, forward):
+def train_step(model, forward, layout=torch.contiguous_format):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
     criterion = nn.CrossEntropyLoss()
     model.drop_path_prob = 0.2 * 0.5
 
     def iteration(x, y):
-        logits, aux_logits = forward(x)
+        logits, aux_logits = forward(x.contiguous(memory_format=layout))  # as the training loop does
         loss = criterion(logits, y) + 0.4 * criterion(aux_logits, y)
         optimizer.zero_grad()
         loss.backward()
@@ -84,8 +98,9 @@ def ours_train():
     from xautodl.spaces.genotypes import get_genotype
     from xautodl.spaces.nasnet import NASNetCIFAR
 
-    model = NASNetCIFAR(get_genotype("GDAS_V1"), C=36, N=6, stem_multiplier=3, num_classes=10, auxiliary=True)
-    return train_step(model, model)
+    model, layout = ours_layout(NASNetCIFAR(get_genotype("GDAS_V1"), C=36, N=6, stem_multiplier=3, num_classes=10,
+                                            auxiliary=True))
+    return train_step(model, model, layout)
 
 
 def reference_train():

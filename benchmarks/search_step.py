@@ -68,15 +68,16 @@ Iteration = Callable[[Batch, Batch], None]
 
 
 # ------------------------------------------------------------------------------------------------ our iteration
-def build_ours(algo: str, device: torch.device, seed: int, channels_last: bool = False) -> tuple[Iteration, int]:
-    """Our iteration, built like `xautodl.search.cli.run`, and the number of weights.
+def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = "auto") -> tuple[Iteration, int, bool]:
+    """Our iteration, built like `xautodl.search.cli.run`, the number of weights, and whether it is channels-last.
 
-    `channels_last` (an experiment, not what the entry point does) stores the supernet's weights channels-last.
+    `channels_last` is the entry point's `--channels_last` setting (auto: channels-last on CPU, not on CUDA).
     """
     import_checked_xautodl()
     from xautodl.config_utils import load_config
     from xautodl.search.algorithms import build_algorithm
     from xautodl.search.cli import DEFAULT_CONFIGS
+    from xautodl.runtime.precision import use_channels_last
     from xautodl.search.mixing import build_mixer
     from xautodl.spaces.nas201 import NB201Supernet
     from xautodl.train.optim import build_criterion, build_optimizer
@@ -85,7 +86,8 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: bool =
     mixer = build_mixer(algo, tau=TAU, seed=seed)
     model = NB201Supernet(C, N, NUM_CLASSES, mixer, ops=NB201_OPS, max_nodes=MAX_NODES, affine=False,
                           track_running_stats=True).to(device)
-    if channels_last:
+    layout_channels_last = use_channels_last(channels_last, device)
+    if layout_channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     w_optimizer = build_optimizer(config, model.weights())
@@ -98,14 +100,13 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: bool =
         algorithm.weight_step(*train)
         algorithm.arch_step(train, valid)
 
-    return iteration, sum(p.numel() for p in model.weights())
+    return iteration, sum(p.numel() for p in model.weights()), layout_channels_last
 
 
 # ------------------------------------------------------------------------------------------ reference iteration
-def build_reference(algo: str, device: torch.device, seed: int, channels_last: bool = False) -> tuple[Iteration, int]:
-    """The reference supernet stepped the way the original search scripts did, and the number of weights."""
-    if channels_last:
-        raise SystemExit("--channels_last is an experiment on our implementation only")
+def build_reference(algo: str, device: torch.device, seed: int, channels_last: str = "off") -> tuple[Iteration, int, bool]:
+    """The reference supernet stepped the way the original search scripts did, the number of weights, and False
+    (the original always ran in the default layout; `channels_last` is ignored)."""
     import_checked_xautodl()
     from xautodl.models import get_cell_based_tiny_net
 
@@ -142,7 +143,7 @@ def build_reference(algo: str, device: torch.device, seed: int, channels_last: b
         else:
             first_order_arch_step(valid)
 
-    return iteration, sum(p.numel() for p in net.get_weights())
+    return iteration, sum(p.numel() for p in net.get_weights()), False
 
 
 def reference_unrolled_alpha_grad(net: nn.Module, criterion: nn.Module, w_optimizer: torch.optim.SGD, train: Batch,
@@ -241,8 +242,8 @@ def serve(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     build = build_ours if args.worker == "ours" else build_reference
-    iteration, num_weights = build(args.algos[0], device, args.seed, args.channels_last)
-    pairs = synthetic_pairs(2, args.batch_size, device, args.seed + 1, args.channels_last)
+    iteration, num_weights, channels_last = build(args.algos[0], device, args.seed, args.channels_last)
+    pairs = synthetic_pairs(2, args.batch_size, device, args.seed + 1, channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
@@ -297,7 +298,7 @@ class Worker:
         self.name = f"{impl} {algo}"
         worker_args = ["--worker", impl, "--algos", algo, "--device", args.device, "--batch_size",
                        str(args.batch_size), "--threads", str(args.threads), "--seed", str(args.seed),
-                       *(["--channels_last"] if args.channels_last and impl == "ours" else [])]
+                       "--channels_last", args.channels_last]
         command, env = isolated_command(Path(__file__), worker_args, package_root)
         # stderr goes to a file (a pipe nobody reads could fill up), or straight through when profiling.
         self.stderr = None if args.profile else tempfile.TemporaryFile(mode="w+")
@@ -435,8 +436,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--json", type=Path, default=None, help="also write the results to this JSON file")
     add("--no_reference", action="store_true", help="measure ours only")
-    add("--channels_last", action="store_true",
-        help="experiment: our supernet and inputs in channels-last layout (the entry point does not do this)")
+    add("--channels_last", choices=("auto", "on", "off"), default="auto",
+        help="our layout, as the entry points' flag: auto (default) = channels-last on CPU, not on CUDA")
     add("--profile", action="store_true", help="after the rounds, print a torch.profiler table per worker")
     add("--worker", choices=("ours", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -476,7 +477,7 @@ def print_header(args: argparse.Namespace, device_name: str, load: float, busy: 
           f"{os.cpu_count()} cpus | load average {load:.2f}{busy_text}")
     print(f"batch {args.batch_size}, {args.warmup} warm-up iteration(s), then {args.repeats} rounds of timed "
           f"iterations ({steps}) taken in turns; median shown"
-          + (" | ours in channels-last layout" if args.channels_last else ""), flush=True)
+          + f" | ours: --channels_last {args.channels_last}", flush=True)
     if args.device == "cpu" and args.threads > 1 and busy is not None and busy > 0.2:
         print(f"warning: other processes keep {busy:.0%} of the CPUs busy. Torch's threads wait for each other at "
               f"every kernel, so a busy machine slows {args.threads} threads far more than 1: rerun when idle, or "

@@ -491,3 +491,27 @@ def test_main_guard_keeps_tracebacks_of_bugs():
 def test_single_process_is_rank_zero_of_one():
     assert world_info() == (0, 1)
     assert is_main_process()
+
+
+def test_channels_last_auto_means_on_for_cpu_and_off_for_cuda():
+    from xautodl.errors import ConfigError
+    from xautodl.runtime.precision import use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last("auto", cpu) and not use_channels_last("auto", cuda)
+    assert use_channels_last("on", cuda) and not use_channels_last("off", cpu)
+    assert use_channels_last(True, cpu) and not use_channels_last(False, cpu)
+    with pytest.raises(ConfigError, match="auto, on, off"):
+        use_channels_last("yes", cpu)
+
+
+def test_channels_last_flag_forms():
+    import argparse
+
+    from xautodl.runtime.precision import add_speed_flags
+
+    parser = argparse.ArgumentParser()
+    add_speed_flags(parser)
+    assert parser.parse_args([]).channels_last == "auto"
+    assert parser.parse_args(["--channels_last"]).channels_last == "on"
+    assert parser.parse_args(["--channels_last", "off"]).channels_last == "off"

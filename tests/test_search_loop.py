@@ -33,6 +33,7 @@ def test_search_writes_checkpoints_summary_log_and_events(tmp_path, algorithm):
     assert list(run_dir.glob("events.out.tfevents.*")) or list(run_dir.rglob("events.out.tfevents.*"))
     log = (run_dir / "seed-5-log.txt").read_text()
     assert log.count("genotype:") >= 2
+    assert "device cpu (channels-last, amp off)" in log  # --channels_last auto: channels-last on CPU
     written = json.loads((run_dir / "seed-5-summary.json").read_text())
     assert written["final_genotype"] == summary["final_genotype"]
     assert written["final_genotype"].startswith("|") and len(written["history"]) == 2
@@ -111,6 +112,8 @@ def test_bf16_and_channels_last_run_and_fp16_needs_cuda(tmp_path):
     summary = search(tmp_path, "fast", "GDAS", epochs=1, extra=["--amp", "bf16", "--channels_last"])
     entry = summary["history"][0]
     assert entry["train_loss"] == pytest.approx(2.3, abs=0.5) and entry["valid_loss"] == pytest.approx(2.3, abs=0.5)
+    search(tmp_path, "plain", "GDAS", epochs=1, extra=["--channels_last", "off"])
+    assert "device cpu (contiguous, amp off)" in (tmp_path / "plain" / "seed-5-log.txt").read_text()
     from xautodl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):

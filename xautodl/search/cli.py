@@ -21,7 +21,7 @@ from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_
 from ..runtime.distributed import broadcast_object, cleanup_distributed, per_process_batch, setup_distributed
 from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
-from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
 from .algorithms import ALGORITHMS, build_algorithm
@@ -133,8 +133,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
     mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
-    model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device),
-                             args.channels_last)
+    channels_last = use_channels_last(args.channels_last, device)
+    model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device), channels_last)
     w_optimizer = build_optimizer(config, model.weights())
     a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
                                    weight_decay=args.arch_weight_decay)
@@ -150,7 +150,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                       mixer=mixer, limit_batches=args.limit_batches,
                       benchmark=benchmark_lookup(args, space, logger) if is_main else None,
                       progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
-                      channels_last=args.channels_last)
+                      channels_last=channels_last)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed)
     started = time.time()
     summary = loop.run_search()
@@ -181,7 +181,9 @@ def _check_writable(run_dir: Path) -> None:
 
 def _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed) -> None:
     weights = sum(p.numel() for p in model.weights())
-    logger.log(f"{algorithm} search on {args.dataset} | device {device} | seed {seed} | run dir {run_dir}")
+    layout = "channels-last" if use_channels_last(args.channels_last, device) else "contiguous"
+    logger.log(f"{algorithm} search on {args.dataset} | device {device} ({layout}, amp {args.amp}) | seed {seed} | "
+               f"run dir {run_dir}")
     logger.log(f"data: {loader.train.dataset_size} train / {loader.valid.dataset_size} valid images, "
                f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {len(loader)} search pairs of batch "
                f"{config.batch_size} per epoch over {loader.train.world_size} process(es)")

@@ -32,7 +32,7 @@ from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_d
 from ..runtime.distributed import per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
-from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net
 from ..utils.flops import count_flops_m, count_params_mb
@@ -230,7 +230,7 @@ def load_configs(args: argparse.Namespace) -> tuple[Config, Config, str]:
 
 
 def training_settings(args: argparse.Namespace, model_config: Config, optim_config: Config,
-                      auxiliary: bool) -> TrainSettings:
+                      auxiliary: bool, channels_last: bool) -> TrainSettings:
     """Epochs (warmup included), auxiliary loss weight, drop-path, gradient clipping and the smoke-run limit."""
     return TrainSettings(
         total_epochs=int(optim_config.epochs) + int(optim_config.get("warmup") or 0),
@@ -238,7 +238,7 @@ def training_settings(args: argparse.Namespace, model_config: Config, optim_conf
         drop_path_prob=float(model_config.get("drop_path_prob") or 0.0),
         grad_clip=float(optim_config.get("grad_clip") or 0.0),
         limit_batches=args.limit_batches, progress=not args.quiet, print_freq=args.print_freq,
-        amp=args.amp, channels_last=args.channels_last)
+        amp=args.amp, channels_last=channels_last)
 
 
 def train(args: argparse.Namespace, device: torch.device, rank: int, world_size: int) -> dict:
@@ -264,12 +264,13 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     network = {"params": count_params_mb(model), "auxiliary": auxiliary, "input_size": info.image_size,
                "flops": count_flops_m(model, (1, 3, info.image_size, info.image_size)) if is_main else None}
     check_amp(args.amp, device)
-    model = to_channels_last(model.to(device), args.channels_last)
+    channels_last = use_channels_last(args.channels_last, device)
+    model = to_channels_last(model.to(device), channels_last)
     ddp_model = training_module(model, args.compile, world_size, device)
     optimizer = build_optimizer(optim_config, model.parameters())
     schedule = CosineWithWarmup(optimizer, int(optim_config.epochs), int(optim_config.get("warmup") or 0),
                                 float(optim_config.get("eta_min") or 0.0))
-    settings = training_settings(args, model_config, optim_config, auxiliary)
+    settings = training_settings(args, model_config, optim_config, auxiliary, channels_last)
     checkpoints = save_dir / "checkpoint"
     paths = TrainPaths(checkpoints / f"seed-{seed}-basic.pth", checkpoints / f"seed-{seed}-best.pth", meta=meta)
     trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),

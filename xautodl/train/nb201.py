@@ -21,7 +21,7 @@ from ..errors import DataError
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
 from ..runtime.distributed import cleanup_distributed, per_process_batch, setup_distributed
 from ..runtime.flags import EntryParser, add_common_flags, positive_int
-from ..runtime.precision import add_speed_flags, check_amp, to_channels_last
+from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
 from .loop import Trainer, TrainPaths, TrainSettings, training_module
@@ -96,14 +96,15 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     model = TinyNetwork(arch, args.channel, args.num_cells, info.num_classes)
     params = count_params_mb(model)
     flops = count_flops_m(model, (1, 3, info.image_size, info.image_size))
-    model = to_channels_last(model.to(device), args.channels_last)
+    channels_last = use_channels_last(args.channels_last, device)
+    model = to_channels_last(model.to(device), channels_last)
     optimizer = build_optimizer(config, model.parameters())
     epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
     schedule = CosineWithWarmup(optimizer, epochs, warmup, float(config.eta_min))
     checkpoints = Path(args.save_dir) / "checkpoints"
     paths = TrainPaths(checkpoints / f"{run_name}-{setting}.pth", meta={"arch": str(arch), "seed": seed, "setting": setting})
     settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet,
-                             amp=check_amp(args.amp, device), channels_last=args.channels_last)
+                             amp=check_amp(args.amp, device), channels_last=channels_last)
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
                       logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
                       forward_model=training_module(model, args.compile, world_size, device))
