@@ -350,8 +350,35 @@ def test_resume_falls_back_to_prev_when_the_last_file_is_corrupt(tmp_path):
     assert len(logger.lines) == 1
     assert f"checkpoint {path} is unusable" in logger.lines[0] and "truncated or corrupt" in logger.lines[0]
     assert str(previous_path(path)) in logger.lines[0]
+    assert "damaged file is kept as" in logger.lines[0] and (tmp_path / "ck.pth.damaged").exists()
     with pytest.warns(RuntimeWarning, match="resuming from the previous one"):
         assert load_resume_checkpoint(path)["epoch"] == 1
+
+
+def test_saving_after_a_fallback_keeps_the_good_previous_file(tmp_path):
+    path = tmp_path / "ck.pth"
+    save_checkpoint(path, {"epoch": 1})
+    save_checkpoint(path, {"epoch": 2})
+    path.write_bytes(b"damaged")
+    with pytest.warns(RuntimeWarning):
+        state = load_resume_checkpoint(path)
+    save_checkpoint(path, {"epoch": state["epoch"] + 1})
+    # Killed again right now: the fallback must still be a good file, not the damaged one.
+    assert load_checkpoint(previous_path(path))["epoch"] == 1
+    assert load_checkpoint(path)["epoch"] == 2
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    from xautodl.runtime.serialization import atomic_write_json
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "ck.pth", {"epoch": 1})
+        atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "ck.pth").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_resume_uses_prev_when_the_last_file_is_missing(tmp_path):

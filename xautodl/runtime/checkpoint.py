@@ -20,11 +20,12 @@ from typing import Any, Protocol
 import torch
 
 from xautodl.errors import CheckpointError
-from xautodl.runtime.serialization import fsync_folder
+from xautodl.runtime.serialization import fsync_folder, give_default_mode
 
 CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema_version"
 PREVIOUS_SUFFIX = ".prev"
+DAMAGED_SUFFIX = ".damaged"
 # How torch's weights-only unpickler names a class or function it will not import.
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
@@ -142,7 +143,16 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "
             "this run from scratch."
         ) from None
-    _warn(f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}", logger)
+    message = f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}"
+    if main.exists():
+        # Move the damaged file aside: otherwise the next save would keep it as `.prev`, replacing the good one.
+        damaged = main.with_name(main.name + DAMAGED_SUFFIX)
+        try:
+            os.replace(main, damaged)
+            message += f" (the damaged file is kept as {damaged})"
+        except FileNotFoundError:
+            pass  # another process of a distributed run moved it first
+    _warn(message, logger)
     return state
 
 
@@ -188,6 +198,7 @@ def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(name)
     try:
+        give_default_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()

@@ -91,6 +91,7 @@ def replace_atomically(target: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `target`, fsync it, then rename it over `target`."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        give_default_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -100,6 +101,16 @@ def replace_atomically(target: Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_folder(target.parent)
+
+
+def give_default_mode(fd: int) -> None:
+    """Give a temporary file (created 0600 by mkstemp) the mode a plainly created file would get: 0666 less umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)
+    except (AttributeError, OSError):
+        pass  # no fchmod (Windows) or a filesystem without modes: the file stays private, which is harmless
 
 
 def fsync_folder(folder: Path) -> None:

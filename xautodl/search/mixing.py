@@ -29,6 +29,13 @@ class EdgeSample:
     active: list[list[int]]
     hard: bool
     zero_ops: frozenset[int] = frozenset()
+    # GDAS: per edge, the summed weights of the ops not sampled (zero in value, see `node`).
+    unused: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.hard and self.unused is None:
+            chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
+            self.unused = self.weights.sum(-1) - self.weights.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
 
     def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
         """A cell node: the sum over its incoming edges, given as (edge index, candidate ops, edge input), of the
@@ -36,12 +43,11 @@ class EdgeSample:
         offset = None
         if self.hard:
             # GDAS also adds the weights of the ops it did not sample: zero in value (one_hot - p.detach() + p), they
-            # route the straight-through gradient to every alpha of the edge. Their sum over the node's edges is one
-            # scalar, added once instead of once per edge.
-            for edge, _, _ in edges:
-                w = self.weights[edge]
-                unused = w.sum() - w[self.active[edge][0]]
-                offset = unused if offset is None else offset + unused
+            # route the straight-through gradient to every alpha of the edge. Summed over the node's edges they are
+            # one scalar, added once (few small kernels matter on a GPU, where this step is launch-bound).
+            ids = [edge for edge, _, _ in edges]
+            contiguous = ids == list(range(ids[0], ids[0] + len(ids)))
+            offset = (self.unused[ids[0]:ids[0] + len(ids)] if contiguous else self.unused[ids]).sum()
         out = None
         for edge, ops, x in edges:
             w = self.weights[edge]
@@ -123,8 +129,9 @@ class GumbelHardMixer:
             break
         one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
         weights = one_hot - probs.detach() + probs
+        unused = weights.sum(-1) - weights.gather(-1, index.unsqueeze(-1)).squeeze(-1)
         zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
-        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True, zero_ops=zero_ops)
+        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True, zero_ops=zero_ops, unused=unused)
 
     def state_dict(self) -> dict:
         generator = self._generator

@@ -57,7 +57,7 @@ def _conv_branch(C: int, affine: bool, track: bool) -> nn.Sequential:
         nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=FRC_GROUPS, bias=False),
         nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=FRC_GROUPS, bias=False),
         nn.BatchNorm2d(C, affine=affine, track_running_stats=track),
-        nn.ReLU(inplace=False),
+        nn.ReLU(inplace=True),  # overwrites only the BN output above, which BN's backward does not need
         nn.Conv2d(C, C, 1, bias=False),
         nn.BatchNorm2d(C, affine=affine, track_running_stats=track),
     )

@@ -89,12 +89,12 @@ class SepConv(nn.Sequential):
     """ReLU -> depthwise conv k x k (optionally dilated) -> pointwise 1x1 -> BN (DARTS `dil_conv`, half a `sep_conv`)."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
-                 affine: bool = True, track: bool = True):
+                 affine: bool = True, track: bool = True, relu_inplace: bool = False):
         if padding != dilation * (kernel - 1) // 2:
             raise ValueError(f"SepConv needs 'same' padding dilation * (kernel - 1) / 2 = "
                              f"{dilation * (kernel - 1) // 2}, got {padding}")
         super().__init__(
-            nn.ReLU(inplace=False),
+            nn.ReLU(inplace=relu_inplace),
             DepthwiseConv2d(C_in, kernel, stride, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             _bn(C_out, affine, track),
@@ -108,7 +108,9 @@ class DualSepConv(nn.Sequential):
         padding = (kernel - 1) // 2
         super().__init__(
             SepConv(C_in, C_in, kernel, stride, padding, 1, affine, track),
-            SepConv(C_in, C_out, kernel, 1, padding, 1, affine, track),
+            # Its input is the first block's BN output, which nothing else reads (BN's backward needs its input,
+            # not its output): the ReLU may overwrite it, one activation less to store.
+            SepConv(C_in, C_out, kernel, 1, padding, 1, affine, track, relu_inplace=True),
         )
 
 
