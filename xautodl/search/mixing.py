@@ -35,7 +35,12 @@ class EdgeSample:
     def __post_init__(self) -> None:
         if self.hard and self.unused is None:
             chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
-            self.unused = self.weights.sum(-1) - self.weights.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+            self.unused = self.unused_weights(self.weights, chosen)
+
+    @staticmethod
+    def unused_weights(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Per edge, the sum of the weights of every op but the chosen one."""
+        return weights.sum(-1) - weights.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
 
     def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
         """A cell node: the sum over its incoming edges, given as (edge index, candidate ops, edge input), of the
@@ -129,9 +134,9 @@ class GumbelHardMixer:
             break
         one_hot = torch.zeros_like(probs).scatter_(-1, index.unsqueeze(-1), 1.0)
         weights = one_hot - probs.detach() + probs
-        unused = weights.sum(-1) - weights.gather(-1, index.unsqueeze(-1)).squeeze(-1)
         zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
-        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True, zero_ops=zero_ops, unused=unused)
+        return EdgeSample(weights, [[k] for k in host[:-2]], hard=True, zero_ops=zero_ops,
+                          unused=EdgeSample.unused_weights(weights, index))
 
     def state_dict(self) -> dict:
         generator = self._generator
