@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xautodl.search.mixing import EdgeSample, GumbelHardMixer, SoftmaxMixer
-from xautodl.spaces.ops import DepthwiseConv2d, FactorizedReduce, Zero, from_phases, to_phases
+from xautodl.spaces.nas201 import NB201_OPS, SearchCell
+from xautodl.spaces.ops import DepthwiseConv2d, FactorizedReduce, Zero, build_op, from_phases, to_phases
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
@@ -114,3 +115,74 @@ def test_gumbel_sample_marks_none_as_not_computed():
     sample = GumbelHardMixer(tau=1.0, seed=0)(torch.zeros(3, 4), ["skip", "none", "conv", "none"])
     assert sample.zero_ops == frozenset({1, 3})
     assert all(len(active) == 1 for active in sample.active)
+
+
+RELU_FIRST = [("nor_conv_3x3", 1), ("nor_conv_1x1", 2), ("sep_conv_3x3", 1), ("sep_conv_5x5", 2),
+              ("dil_conv_3x3", 1), ("dil_conv_5x5", 2), ("conv_3x1_1x3", 1), ("skip_connect", 2)]
+
+
+@pytest.mark.parametrize("name,stride", RELU_FIRST)
+def test_ops_that_start_with_a_relu_equal_their_forward_given_the_relu(name, stride):
+    torch.manual_seed(0)
+    op = build_op(name, 4, 4, stride).double().eval()
+    assert hasattr(op, "after_relu") and isinstance(op.activation, nn.ReLU)
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    assert torch.equal(op.after_relu(F.relu(x)), op(x))
+
+
+def _count_aten(fn, name: str) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.count += str(func.overloadpacket) == name
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.count
+
+
+def test_darts_cell_computes_one_relu_per_node_input_with_the_same_value_and_gradient():
+    torch.manual_seed(0)
+    cell = SearchCell(4, 4, NB201_OPS, affine=False, track_running_stats=False).double()
+    logits = torch.randn(6, len(NB201_OPS), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    # Every node but the last is read by two conv ops on each of its outgoing edges: 12 ReLUs unshared, 3 shared.
+    assert _count_aten(lambda: cell(x, SoftmaxMixer()(logits, NB201_OPS)), "aten.relu") == 3
+    out = cell(x, SoftmaxMixer()(logits, NB201_OPS))
+    w = F.softmax(logits, dim=-1)
+    nodes = [x]
+    for inputs in cell.node_edges:  # the textbook sum: every op on its own input, none included
+        nodes.append(sum(w[e, k] * op(nodes[source]) for e, source in inputs for k, op in enumerate(cell.edges[e])))
+    torch.testing.assert_close(out, nodes[-1])
+    upstream = torch.randn_like(out)
+    got = torch.autograd.grad(out, [logits, x, *cell.parameters()], upstream)
+    want = torch.autograd.grad(nodes[-1], [logits, x, *cell.parameters()], upstream)
+    for g, expected in zip(got, want):
+        torch.testing.assert_close(g, expected)
+
+
+def test_gdas_node_without_gradient_uses_host_weights_and_equals_the_differentiable_node():
+    torch.manual_seed(2)
+    cell = SearchCell(4, 4, NB201_OPS, affine=False, track_running_stats=False).double()
+    logits = torch.randn(6, len(NB201_OPS), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    for seed in range(5):
+        differentiable = GumbelHardMixer(tau=5.0, seed=seed)(logits, NB201_OPS)
+        frozen = GumbelHardMixer(tau=5.0, seed=seed)(logits.detach(), NB201_OPS)
+        assert frozen.active == differentiable.active and not frozen.differentiable
+        assert frozen.host_weights == differentiable.weights.detach().gather(
+            -1, torch.tensor(frozen.active)).tolist()
+        assert torch.equal(cell(x, frozen), cell(x, differentiable))
+    # Without a gradient to carry, the straight-through offsets cost no kernel, nor does a weight of exactly 1.0:
+    # the only multiplications left are the average pools' own and those by weights that differ from 1.0.
+    sample = GumbelHardMixer(tau=5.0, seed=0)(logits.detach(), NB201_OPS)
+    pools = sum(NB201_OPS[k] == "avg_pool_3x3" for (k,) in sample.active)
+    scaled = sum(w != 1.0 and NB201_OPS[k] != "none" for (k,), (w,) in zip(sample.active, sample.host_weights))
+    assert pools > 0 and scaled < 6
+    assert _count_aten(lambda: cell(x, sample), "aten.mul") == pools + scaled
+    assert _count_aten(lambda: cell(x, sample), "aten.addcmul") == 0
+    assert _count_aten(lambda: cell(x, sample), "aten.sum") == 0

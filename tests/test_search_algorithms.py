@@ -44,7 +44,10 @@ def test_gdas_forward_computes_only_the_sampled_op_of_every_edge():
         if isinstance(cell, SearchCell):
             for e, ops in enumerate(cell.edges):
                 for k, op in enumerate(ops):
-                    op.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
+                    # The last layer runs whenever the op does (ops starting with a ReLU are entered through
+                    # `after_relu`, which skips the op's own forward hook).
+                    last = op[-1] if isinstance(op, torch.nn.Sequential) else op
+                    last.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
     samples = []
     original_call = model.mixer.__call__
     model.mixer = type("Recorder", (), {"__call__": lambda self, a, n: samples.append(original_call(a, n)) or samples[-1],
@@ -66,7 +69,8 @@ def test_darts_mixes_every_op_but_none():
     called = []
     cell = next(c for c in model.cells if isinstance(c, SearchCell))
     for k, op in enumerate(cell.edges[0]):
-        op.register_forward_hook(lambda *_, k=k: called.append(k))
+        last = op[-1] if isinstance(op, torch.nn.Sequential) else op  # runs whenever the op does
+        last.register_forward_hook(lambda *_, k=k: called.append(k))
     model(batch(0)[0])
     assert sorted(called) == [k for k, name in enumerate(model.op_names) if name != "none"]
 
@@ -151,3 +155,40 @@ def test_weight_step_leaves_alphas_and_arch_step_leaves_weights():
     algo.arch_step(batch(0), batch(1))
     assert all(torch.equal(a, b.detach()) for a, b in zip(weights_before, model.weights()))
     assert not torch.equal(model.arch_parameters.detach(), alphas_before)
+
+
+@pytest.mark.parametrize("algorithm", ["GDAS", "DARTS-V1"])
+def test_weight_step_gradient_is_the_same_with_the_alphas_frozen(algorithm):
+    """The weight step runs its forward with the alphas frozen (no mixing graph); the weight gradients must equal
+    those of a forward that tracks the alphas."""
+    from xautodl.search.algorithms import frozen
+    from xautodl.search.mixing import build_mixer
+
+    def weight_grads(freeze: bool) -> list[torch.Tensor | None]:
+        model = tiny_supernet(build_mixer(algorithm, tau=5.0, seed=4), seed=3)
+        x, y = batch(5)
+        if freeze:
+            with frozen(model.alphas()):
+                loss = F.cross_entropy(model(x), y)
+            assert model.arch_parameters.requires_grad, "the flag is restored after the block"
+        else:
+            loss = F.cross_entropy(model(x), y)
+        return list(torch.autograd.grad(loss, list(model.weights()), allow_unused=True))
+
+    tracked, untracked = weight_grads(False), weight_grads(True)
+    assert sum(g is not None for g in tracked) > 10
+    for a, b in zip(tracked, untracked):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_frozen_restores_requires_grad_after_an_error():
+    from xautodl.search.algorithms import frozen
+
+    alphas = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2), requires_grad=False)]
+    with pytest.raises(RuntimeError):
+        with frozen(alphas):
+            assert not any(p.requires_grad for p in alphas)
+            raise RuntimeError("boom")
+    assert [p.requires_grad for p in alphas] == [True, False]

@@ -11,7 +11,8 @@ An algorithm only talks to the supernet through `weights()`, `alphas()` and its 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -28,6 +29,20 @@ ALGORITHMS = ("GDAS", "DARTS-V1", "DARTS-V2")
 def _assign_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
     for param, grad in zip(params, grads):
         param.grad = grad
+
+
+@contextmanager
+def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Parameters that do not require a gradient inside the block: a forward then records no autograd graph for
+    them (for the alphas: no mixing-weight bookkeeping in a weight step, which only differentiates the weights)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 def average_across_ranks(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
@@ -91,7 +106,8 @@ class SearchAlgorithm:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step of the weights on a train batch; returns the (detached) loss and logits."""
-        loss, logits = self._loss(x, y)
+        with frozen(self.alphas):
+            loss, logits = self._loss(x, y)
         # Differentiate only with respect to the weights: no alpha gradient is needed here. GDAS leaves the
         # ops it did not sample unused, their gradient is None and the optimiser leaves them untouched.
         _assign_grads(self.weights, self._grads(loss, self.weights))
@@ -139,7 +155,8 @@ class DartsV2(SearchAlgorithm):
     def _virtual_weights(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         group = self.w_optimizer.param_groups[0]
         lr, decay, momentum = group["lr"], group["weight_decay"], group.get("momentum", 0.0)
-        loss, _ = self._loss(x, y)
+        with frozen(self.alphas):
+            loss, _ = self._loss(x, y)
         grads = average_across_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
         virtual = []
         with torch.no_grad():

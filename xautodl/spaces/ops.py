@@ -20,7 +20,25 @@ def _bn(channels: int, affine: bool, track: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, affine=affine, track_running_stats=track)
 
 
-class ReLUConvBN(nn.Sequential):
+class ReLUFirst(nn.Sequential):
+    """A sequential op whose first layer is the ReLU of its input: `after_relu(activation(x))` equals `forward(x)`.
+
+    A supernet cell then computes one ReLU per node for every op that reads the node (DARTS on NAS-Bench-201: 3
+    ReLUs per cell instead of 12, each one also an activation kept for the backward).
+    """
+
+    @property
+    def activation(self) -> nn.Module:
+        """The first layer (a ReLU; tests may swap in a smooth activation)."""
+        return self[0]
+
+    def after_relu(self, activated: torch.Tensor) -> torch.Tensor:
+        for layer in list(self._modules.values())[1:]:
+            activated = layer(activated)
+        return activated
+
+
+class ReLUConvBN(ReLUFirst):
     """ReLU -> Conv(k, stride, padding, dilation, no bias) -> BN."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int | tuple[int, int], stride: int, padding, dilation: int = 1,
@@ -85,7 +103,7 @@ class DepthwiseConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-class SepConv(nn.Sequential):
+class SepConv(ReLUFirst):
     """ReLU -> depthwise conv k x k (optionally dilated) -> pointwise 1x1 -> BN (DARTS `dil_conv`, half a `sep_conv`)."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -113,8 +131,16 @@ class DualSepConv(nn.Sequential):
             SepConv(C_in, C_out, kernel, 1, padding, 1, affine, track, relu_inplace=True),
         )
 
+    @property
+    def activation(self) -> nn.Module:
+        return self[0].activation
 
-class Conv1xkKx1(nn.Sequential):
+    def after_relu(self, activated: torch.Tensor) -> torch.Tensor:
+        """The op given the ReLU of its input (see `ReLUFirst`)."""
+        return self[1](self[0].after_relu(activated))
+
+
+class Conv1xkKx1(ReLUFirst):
     """ReLU -> conv 1 x k -> conv k x 1 -> BN (`conv_3x1_1x3` in published genotypes)."""
 
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True, track: bool = True):
@@ -160,8 +186,15 @@ class FactorizedReduce(nn.Module):
             raise ValueError(f"FactorizedReduce supports stride 1 or 2, got {stride}")
         self.bn = _bn(C_out, affine, track)
 
+    @property
+    def activation(self) -> nn.Module:
+        return self.relu
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op given the ReLU of its input (see `ReLUFirst`)."""
         if self.stride == 2:
             # The second conv reads the grid shifted by one pixel. On even sizes its stride-2 samples never reach
             # the zero padding, so the padded copy is only needed for odd sizes.
