@@ -69,6 +69,31 @@ def time_epoch(loop: SearchLoop, device: torch.device) -> tuple[float, int]:
     return time.perf_counter() - start, loop.steps_per_epoch()
 
 
+def profile_iterations(loop: SearchLoop, device: torch.device, iterations: int) -> None:
+    """Where the time of a search iteration goes: the busiest ops by self time on the device (or CPU), and the
+    kernels launched and ops dispatched per iteration (a launch-bound step scales with these)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loop.limit_batches = 10
+    loop.run_epoch(0)  # warm-up
+    loop.limit_batches = iterations
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        loop.run_epoch(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(events.table(sort_by=sort_by, row_limit=25))
+    aten_ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    print(f"per iteration: {aten_ops / iterations:.0f} aten ops dispatched (nested calls included)")
+    if device.type == "cuda":
+        kernels = [e for e in prof.events() if str(e.device_type).endswith("CUDA")]
+        busy_us = sum(getattr(e, "device_time_total", 0.0) for e in kernels)
+        print(f"per iteration: {len(kernels) / iterations:.0f} kernels, {busy_us / iterations / 1e3:.2f} ms of "
+              f"kernel time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,6 +101,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--limit_batches", type=int, default=0, help="time only N iterations and extrapolate")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="instead of timing epochs, profile N iterations of the first variant")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -86,6 +113,10 @@ def main() -> None:
           f"{len(loader)} iterations of batch {args.batch_size} per epoch")
     print(f"{'variant':10s} {'s/epoch':>9s} {'iter/s':>8s} {'img/s':>9s} {'peak MiB':>9s}")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.profile:
+            amp, channels_last = VARIANTS[args.variants[0]]
+            profile_iterations(build_loop(device, loader, amp, channels_last, 0, Path(tmp)), device, args.profile)
+            return
         for name in args.variants:
             amp, channels_last = VARIANTS[name]
             loop = build_loop(device, loader, amp, channels_last, args.limit_batches, Path(tmp))

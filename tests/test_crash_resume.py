@@ -170,6 +170,15 @@ def launcher(tmp_path_factory):
 
 
 @pytest.fixture
+def cifar_home(tmp_path, monkeypatch) -> Path:
+    """A tiny CIFAR-10 in a TORCH_HOME of its own, where the entry points look for it."""
+    home = tmp_path / "torch_home"
+    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
 def one_thread():
     """In-process reference runs use one thread, like the launched runs (OMP_NUM_THREADS=1): same float sums."""
     threads = torch.get_num_threads()
@@ -352,11 +361,8 @@ def test_search_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(tmp_p
 
 
 @pytest.mark.slow
-def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, monkeypatch,
+def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, cifar_home,
                                                                                         launcher, one_thread):
-    home = tmp_path / "torch_home"
-    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
-    monkeypatch.setenv("TORCH_HOME", str(home))
     epochs = 3
 
     def argv(save_dir: Path) -> list[str]:
@@ -370,7 +376,7 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
     out = tmp_path / "killed"
     last = out / "checkpoints" / f"{name}-cifar10.pth"
     stages = Stages(launcher, tmp_path, TRAIN_SCRIPT, argv(out), out / f"{arch}-log.txt",
-                    env={"TORCH_HOME": str(home)})
+                    env={"TORCH_HOME": str(cifar_home)})
 
     stages.run(crash_at="step:5")  # mid-epoch 2
     assert resume_epoch(last) == 1 and not (out / f"{name}.json").exists()
@@ -389,13 +395,10 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
 
 
 @pytest.mark.slow
-def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, monkeypatch,
+def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, cifar_home,
                                                                                        launcher, one_thread):
     from test_basic_main import arch_config
 
-    home = tmp_path / "torch_home"
-    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
-    monkeypatch.setenv("TORCH_HOME", str(home))
     model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
 
     def argv(save_dir: Path) -> list[str]:
@@ -406,7 +409,8 @@ def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupt
     nasnet_main.run(argv(tmp_path / "reference"))
     out = tmp_path / "killed"
     last = out / "checkpoint" / "seed-3-basic.pth"
-    stages = Stages(launcher, tmp_path, BASIC_SCRIPT, argv(out), out / "seed-3-log.txt", env={"TORCH_HOME": str(home)})
+    stages = Stages(launcher, tmp_path, BASIC_SCRIPT, argv(out), out / "seed-3-log.txt",
+                    env={"TORCH_HOME": str(cifar_home)})
 
     stages.run(crash_at="step:5")  # mid-epoch 2
     assert resume_epoch(last) == 1
@@ -576,10 +580,7 @@ def test_nan_loss_stops_the_search_and_keeps_the_last_good_checkpoint(tmp_path, 
     assert json.loads(summary.read_text())["epochs_done"] == 1
 
 
-def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    home = tmp_path / "torch_home"
-    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
-    monkeypatch.setenv("TORCH_HOME", str(home))
+def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path, cifar_home, monkeypatch, capsys):
     out = tmp_path / "out"
     argv = ["--arch", "resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10", "--seeds", "777",
             "--epochs", "3", "--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet",

@@ -38,6 +38,7 @@ class EdgeSample:
     hard: bool
     zero_ops: frozenset[int] = frozenset()
     host_weights: list[list[float]] | None = None
+    chosen: torch.Tensor | None = None  # GDAS: the sampled op of every edge, on the device (else made from `active`)
 
     def __post_init__(self) -> None:
         # Per forward, every scalar a node needs is made here once (a few kernels), not once per cell and edge:
@@ -46,8 +47,7 @@ class EdgeSample:
         if self.host_weights is not None and not self.differentiable:
             scales: list[list[Scale]] = [list(row) for row in self.host_weights]
         elif self.hard:
-            chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
-            scales = [[w] for w in self.weights.gather(-1, chosen.unsqueeze(-1)).unbind(0)]
+            scales = [[w] for w in self.weights.gather(-1, self._chosen().unsqueeze(-1)).unbind(0)]
         else:
             rows = [row.unbind(0) for row in self.weights.unbind(0)]
             scales = [[row[k] for k in ops] for row, ops in zip(rows, self.active)]
@@ -57,6 +57,12 @@ class EdgeSample:
         self._unused: torch.Tensor | None = None
         self._offsets: dict[tuple[int, ...], torch.Tensor] = {}
         self._activated: dict[tuple[int, type], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _chosen(self) -> torch.Tensor:
+        """GDAS: the sampled op of every edge, on the weights' device."""
+        if self.chosen is None:
+            self.chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
+        return self.chosen
 
     @staticmethod
     def unused_weights(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -68,10 +74,10 @@ class EdgeSample:
         """GDAS: the summed weights of the ops a node's edges did not sample (cached per node for all cells)."""
         if ids not in self._offsets:
             if self._unused is None:
-                chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
-                self._unused = self.unused_weights(self.weights, chosen)
+                self._unused = self.unused_weights(self.weights, self._chosen())
             contiguous = ids == tuple(range(ids[0], ids[0] + len(ids)))
-            self._offsets[ids] = (self._unused[ids[0]:ids[0] + len(ids)] if contiguous else self._unused[list(ids)]).sum()
+            terms = self._unused[ids[0]:ids[0] + len(ids)] if contiguous else self._unused[list(ids)]
+            self._offsets[ids] = terms.sum()
         return self._offsets[ids]
 
     def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
@@ -91,7 +97,6 @@ class EdgeSample:
             zeros = ops[self.active[edge][0]](x)
             out = zeros if out is None else zeros + out
         return out
-
 
     def _apply(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """op(x); an op that starts with the ReLU of its input (it declares `activation` and `after_relu`) shares
@@ -195,7 +200,7 @@ class GumbelHardMixer:
         edges = alphas.shape[0]
         zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
         return EdgeSample(weights, [[int(k)] for k in host[:edges]], hard=True, zero_ops=zero_ops,
-                          host_weights=[[w] for w in host[edges:2 * edges]])
+                          host_weights=[[w] for w in host[edges:2 * edges]], chosen=index)
 
     def state_dict(self) -> dict:
         generator = self._generator
