@@ -53,3 +53,17 @@ def test_batch_augmentation_is_identical_on_cpu_and_cuda():
         batches[device] = [(x.cpu(), y.cpu()) for x, y in loader]
     for (x_cpu, y_cpu), (x_gpu, y_gpu) in zip(batches["cpu"], batches["cuda"]):
         assert torch.equal(y_cpu, y_gpu) and torch.allclose(x_cpu, x_gpu, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_avg_pool_op_on_cuda_equals_its_cpu_form(stride):
+    from xautodl.spaces.ops import AvgPool3x3
+
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    x_gpu = x.detach().cuda().requires_grad_()
+    on_cpu, on_gpu = AvgPool3x3(stride)(x), AvgPool3x3(stride)(x_gpu)
+    assert torch.allclose(on_cpu, on_gpu.cpu(), atol=1e-5)
+    upstream = torch.randn_like(on_cpu)
+    grad_cpu, = torch.autograd.grad(on_cpu, x, upstream)
+    grad_gpu, = torch.autograd.grad(on_gpu, x_gpu, upstream.cuda())
+    assert torch.allclose(grad_cpu, grad_gpu.cpu(), atol=1e-5)

@@ -209,9 +209,10 @@ class FactorizedReduce(nn.Module):
 class AvgPool3x3(nn.Module):
     """3x3 average pooling with padding 1 whose average leaves the padded positions out (`count_include_pad=False`).
 
-    Computed as a depthwise convolution with an all-ones kernel, scaled by 1 / (number of real inputs under the
-    window): the same values as `nn.AvgPool2d(3, stride, 1, count_include_pad=False)`, but on CPU about ten times
-    faster forward and backward than PyTorch's kernel for that case, which dominated a GDAS search step.
+    On CPU it is computed as a depthwise convolution with an all-ones kernel, scaled by 1 / (number of real inputs
+    under the window): the same values as `nn.AvgPool2d(3, stride, 1, count_include_pad=False)`, but about ten times
+    faster forward and backward than PyTorch's CPU kernel for that case, which dominated a GDAS search step. Other
+    devices use PyTorch's pooling kernel: one kernel launch instead of two, where launches are what a step costs.
     """
 
     flops_uncounted = True  # NAS-Bench-201 counts no pooling (see xautodl.utils.flops)
@@ -231,6 +232,8 @@ class AvgPool3x3(nn.Module):
         return self._constants[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         kernel, scale = self._kernel_and_scale(x)
         return F.conv2d(x, kernel, stride=self.stride, padding=1, groups=x.shape[1]) * scale
 
