@@ -151,7 +151,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                       benchmark=benchmark_lookup(args, space, logger) if is_main else None,
                       progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
                       channels_last=channels_last)
-    _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed)
+    _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed, channels_last)
     started = time.time()
     summary = loop.run_search()
     _log_end(logger, summary, run_info, time.time() - started)
@@ -179,9 +179,10 @@ def _check_writable(run_dir: Path) -> None:
         raise XAutoDLError(f"the run directory {run_dir} is not writable; pass a writable --save_dir")
 
 
-def _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed) -> None:
+def _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed,
+               channels_last: bool) -> None:
     weights = sum(p.numel() for p in model.weights())
-    layout = "channels-last" if use_channels_last(args.channels_last, device) else "contiguous"
+    layout = "channels-last" if channels_last else "contiguous"
     logger.log(f"{algorithm} search on {args.dataset} | device {device} ({layout}, amp {args.amp}) | seed {seed} | "
                f"run dir {run_dir}")
     logger.log(f"data: {loader.train.dataset_size} train / {loader.valid.dataset_size} valid images, "
