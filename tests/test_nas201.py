@@ -154,9 +154,9 @@ class CountingMixer(SoftmaxMixer):
         super().__init__()
         self.calls = 0
 
-    def __call__(self, alphas, op_names):
+    def __call__(self, alphas, op_names, **options):
         self.calls += 1
-        return super().__call__(alphas, op_names)
+        return super().__call__(alphas, op_names, **options)
 
 
 def tiny_supernet(mixer, **kwargs) -> NB201Supernet:

@@ -10,7 +10,7 @@ from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
 from xautodl.spaces.genotypes import NASNetGenotype, get_genotype
 from xautodl.spaces.nasnet import (DARTS_OPS, FixedReductionCell, NASNetCIFAR, NASNetImageNet, NASNetInferCell,
                                    NASNetSearchCell, NASNetSupernet, build_inference_net, drop_path, search_edges)
-from xautodl.spaces.ops import OPS, FactorizedReduce
+from xautodl.spaces.ops import OPS, ChannelProjection, FactorizedReduce
 from xautodl.utils.flops import count_flops_m, count_params_mb
 
 OP_INDEX = {name: k for k, name in enumerate(DARTS_OPS)}
@@ -39,7 +39,9 @@ def test_every_op_maps_channels_and_resolution(name, stride, C_in, C_out, side):
 def test_skip_connect_is_identity_or_factorized_reduce():
     assert isinstance(OPS["skip_connect"](4, 4, 1, True, True), nn.Identity)
     assert isinstance(OPS["skip_connect"](4, 4, 2, True, True), FactorizedReduce)
-    assert isinstance(OPS["skip_connect"](4, 6, 1, True, True), FactorizedReduce)
+    projection = OPS["skip_connect"](4, 6, 1, True, True)
+    assert isinstance(projection, ChannelProjection)  # the original's stride-1 FactorizedReduce: no ReLU
+    assert not any(isinstance(m, nn.ReLU) for m in projection.modules())
 
 
 @pytest.mark.parametrize("reduction_prev", [False, True])
@@ -88,9 +90,9 @@ class CountingMixer:
     def tau(self, value):
         self.mixer.tau = value
 
-    def __call__(self, alphas, op_names):
+    def __call__(self, alphas, op_names, **options):
         self.calls.append(alphas)
-        return self.mixer(alphas, op_names)
+        return self.mixer(alphas, op_names, **options)
 
 
 def _supernet(mixer, fixed_reduction=False, **kwargs):
@@ -98,11 +100,23 @@ def _supernet(mixer, fixed_reduction=False, **kwargs):
     return NASNetSupernet(8, 2, 4, 4, 3, 10, mixer, fixed_reduction=fixed_reduction, **kwargs)
 
 
+class RecordingGumbelMixer(GumbelHardMixer):
+    """GDAS's mixer, keeping every sample it hands out."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.samples = []
+
+    def __call__(self, alphas, op_names, **options):
+        self.samples.append(super().__call__(alphas, op_names, **options))
+        return self.samples[-1]
+
+
 @pytest.mark.parametrize("make_mixer", [SoftmaxMixer, lambda: GumbelHardMixer(tau=10.0, seed=3)])
 @pytest.mark.parametrize("fixed_reduction", [False, True])
 def test_supernet_forward_samples_once_per_cell_kind_and_gives_alpha_gradients(make_mixer, fixed_reduction):
     mixer = CountingMixer(make_mixer())
-    net = _supernet(mixer, fixed_reduction)
+    net = _supernet(mixer, fixed_reduction, unsampled_gradient=True)
     assert len(net.cells) == 6
     assert [isinstance(c, FixedReductionCell) for c in net.cells] == [False, False, fixed_reduction, False,
                                                                        fixed_reduction, False]
@@ -115,6 +129,20 @@ def test_supernet_forward_samples_once_per_cell_kind_and_gives_alpha_gradients(m
     for alphas in net.alphas():
         assert alphas.shape == (14, 8)
         assert (alphas.grad.abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("unsampled_gradient", [False, True])
+def test_gdas_alpha_gradient_flows_through_the_chosen_weight_unless_asked_for_all(unsampled_gradient):
+    """The original's NASNet cell (the default) outputs h[chosen] * op(x): an edge that sampled `none` gives its
+    alphas no gradient. With `unsampled_gradient` every edge's alphas get one, as in the NAS-Bench-201 cell."""
+    mixer = RecordingGumbelMixer(tau=10.0, seed=3)
+    net = _supernet(mixer, unsampled_gradient=unsampled_gradient)
+    net(torch.randn(2, 3, 16, 16)).square().mean().backward()
+    for alphas, sample in zip(net.alphas(), mixer.samples):
+        sampled_none = torch.tensor([net.op_names[ops[0]] == "none" for ops in sample.active])
+        assert sampled_none.any(), "seed 3 is meant to sample `none` on some edge"
+        has_gradient = alphas.grad.abs().sum(dim=1) > 0
+        assert torch.equal(has_gradient, torch.ones_like(has_gradient) if unsampled_gradient else ~sampled_none)
 
 
 def test_supernet_parameter_groups_are_disjoint_and_complete():

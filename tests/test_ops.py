@@ -1,6 +1,10 @@
 """The fast forms of ops must equal their textbook definitions: values and gradients, both memory layouts."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -44,15 +48,38 @@ def test_polyphase_split_round_trips(layout):
     assert torch.equal(from_phases(phases, 2), x)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("side", [8, 7])
-def test_factorized_reduce_equals_the_padded_shifted_definition(side):
+def test_factorized_reduce_equals_the_padded_shifted_definition(side, layout):
     torch.manual_seed(0)
     op = FactorizedReduce(4, 6, 2).double().train()
-    x = torch.randn(2, 4, side, side, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, side, side, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     relu = F.relu(x)
     shifted = F.pad(relu, (0, 1, 0, 1))[:, :, 1:, 1:]
     expected = op.bn(torch.cat([op.convs[0](relu), op.convs[1](shifted)], dim=1))
-    torch.testing.assert_close(op(x), expected)
+    out = op(x)
+    torch.testing.assert_close(out, expected)
+    probe = torch.randn_like(out)
+    grads = torch.autograd.grad((out * probe).sum(), [x, *op.parameters()])
+    expected_grads = torch.autograd.grad((expected * probe).sum(), [x, *op.parameters()])
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_factorized_reduce_backward_survives_the_channels_last_shape_that_crashes_pytorch():
+    """PyTorch 2.14's CPU backward of a stride-2 1x1 conv in channels-last corrupts memory for 3-12 input channels
+    on 56x56 or 112x112 maps (a segfault or 'double free' here, AMD EPYC with AVX-512); FactorizedReduce avoids
+    that kernel. Run in a child so that a regression fails this test instead of killing pytest."""
+    code = ("import torch\n"
+            "from xautodl.spaces.ops import FactorizedReduce\n"
+            "op = FactorizedReduce(8, 8, 2).to(memory_format=torch.channels_last)\n"
+            "for _ in range(30):\n"
+            "    x = torch.randn(2, 8, 56, 56).contiguous(memory_format=torch.channels_last).requires_grad_()\n"
+            "    op(x).sum().backward()\n"
+            "print('survived')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0 and "survived" in result.stdout, result.stderr[-2000:]
 
 
 class Scale(nn.Module):

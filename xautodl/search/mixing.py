@@ -2,12 +2,13 @@
 
 A supernet owns its architecture parameters (one row of logits per edge) and, once per forward and per cell kind,
 asks its mixer for an `EdgeSample`; every node then calls `sample.node(edges)`. Spaces never import this
-module: they receive a mixer object from the entry point and only use `mixer(alphas, op_names)`, `mixer.tau`
-and `EdgeSample.node`.
+module: they receive a mixer object from the entry point and only use
+`mixer(alphas, op_names, unsampled_gradient=...)`, `mixer.tau` and `EdgeSample.node`.
 
 - `SoftmaxMixer` (DARTS): every op weighted by softmax(alpha); `none` is skipped since it adds zeros.
 - `GumbelHardMixer` (GDAS): a hard one-hot Gumbel-softmax sample per edge; only the sampled op is computed and
-  the straight-through weights carry a gradient to every alpha of the edge.
+  the straight-through weights carry the gradient to the alphas (through every op's weight, or, where the space's
+  cell asks with `unsampled_gradient=False` as the original's NASNet cell does, through the chosen op's alone).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class EdgeSample:
     zero_ops: frozenset[int] = frozenset()
     host_weights: list[list[float]] | None = None
     chosen: torch.Tensor | None = None  # GDAS: the sampled op of every edge, on the device (else made from `active`)
+    unsampled_gradient: bool = True  # GDAS: nodes add the value-zero weights of the ops their edges did not sample
 
     def __post_init__(self) -> None:
         # Per forward, every scalar a node needs is made here once (a few kernels), not once per cell and edge:
@@ -83,10 +85,10 @@ class EdgeSample:
     def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
         """A cell node: the sum over its incoming edges, given as (edge index, candidate ops, edge input), of the
         edge's active ops applied to the input, weighted by the edge's weights. `none` ops add zeros: skipped."""
-        # GDAS adds the weights of the ops it did not sample too: zero in value, they route the straight-through
-        # gradient to every alpha of the edge. Summed over the node's edges they are one scalar; without a gradient
-        # to carry they are left out.
-        hard_grad = self.hard and self.differentiable
+        # GDAS (unless the space's cell does not) adds the weights of the ops it did not sample too: zero in value,
+        # they route the straight-through gradient to every alpha of the edge. Summed over the node's edges they are
+        # one scalar; without a gradient to carry they are left out.
+        hard_grad = self.hard and self.differentiable and self.unsampled_gradient
         out = self._offset(tuple(edge for edge, _, _ in edges)) if hard_grad else None
         owned = False  # whether `out` is this node's own buffer (else it may be an op's input, e.g. from skip)
         for edge, ops, x in edges:
@@ -141,7 +143,7 @@ class SoftmaxMixer:
     def __init__(self) -> None:
         self.tau = 1.0  # unused; kept so every mixer answers set_tau the same way
 
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str]) -> EdgeSample:
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> EdgeSample:
         computed = [k for k, name in enumerate(op_names) if name != "none"]
         return EdgeSample(F.softmax(alphas, dim=-1), [computed] * alphas.shape[0], hard=False)
 
@@ -177,7 +179,9 @@ class GumbelHardMixer:
                 self._pending_state = None
         return self._generator
 
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str]) -> EdgeSample:
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> EdgeSample:
+        """One sample; `unsampled_gradient` says whether nodes add the value-zero weights of the ops their edges did
+        not sample (the original's NAS-Bench-201 cell does, its NASNet cell does not)."""
         generator = self._generator_for(alphas.device)
         log_p = F.log_softmax(alphas, dim=-1)
         while True:
@@ -200,7 +204,8 @@ class GumbelHardMixer:
         edges = alphas.shape[0]
         zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
         return EdgeSample(weights, [[int(k)] for k in host[:edges]], hard=True, zero_ops=zero_ops,
-                          host_weights=[[w] for w in host[edges:2 * edges]], chosen=index)
+                          host_weights=[[w] for w in host[edges:2 * edges]], chosen=index,
+                          unsampled_gradient=unsampled_gradient)
 
     def state_dict(self) -> dict:
         generator = self._generator

@@ -51,14 +51,20 @@ def preprocess_s0(C_prev_prev: int, C: int, reduction_prev: bool, affine: bool, 
 
 
 def _conv_branch(C: int, affine: bool, track: bool) -> nn.Sequential:
-    """FRC branch: ReLU, grouped 1x3 (stride 1,2) and 3x1 (stride 2,1) convs, BN, ReLU, 1x1 conv, BN."""
+    """FRC branch: ReLU, grouped 1x3 (stride 1,2) and 3x1 (stride 2,1) convs, BN, ReLU, 1x1 conv, BN.
+
+    Without affine BN the convs carry a bias, as in the original. Unlike the biases the original puts before the
+    BN of every affine-free op (which BN cancels exactly), the first one here matters: the 3x1 conv after it
+    zero-pads, so that bias does not reach the border rows evenly.
+    """
+    bias = not affine
     return nn.Sequential(
         nn.ReLU(inplace=False),
-        nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=FRC_GROUPS, bias=False),
-        nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=FRC_GROUPS, bias=False),
+        nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=FRC_GROUPS, bias=bias),
+        nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=FRC_GROUPS, bias=bias),
         nn.BatchNorm2d(C, affine=affine, track_running_stats=track),
         nn.ReLU(inplace=True),  # overwrites only the BN output above, which BN's backward does not need
-        nn.Conv2d(C, C, 1, bias=False),
+        nn.Conv2d(C, C, 1, bias=bias),
         nn.BatchNorm2d(C, affine=affine, track_running_stats=track),
     )
 
@@ -72,7 +78,8 @@ class FixedReductionCell(nn.Module):
     """The hand-designed reduction cell of GDAS-FRC (GDAS paper, Fig. 3): 4C channels at half resolution.
 
     Branches A (on s0) and B (on s1) are grouped-conv stacks, C and D are max-pool + BN on s0 and s1; the output
-    concatenates A, B, C, D. Its weights are ordinary weights (nothing is searched), so its BN is affine by default.
+    concatenates A, B, C, D. In the GDAS-FRC search supernet it takes the search cells' `affine` flag (False), as
+    the original does; in an evaluation net its BN is affine.
     """
 
     reduction = True
@@ -137,12 +144,16 @@ class NASNetSupernet(nn.Module):
     reduction at 4C, N-1 normal cells; global average pool; linear. All normal cells share `alpha_normal` and all
     reduction cells `alpha_reduce` (one row of op logits per edge); each forward asks the mixer for one sample per
     cell kind. With `fixed_reduction` (GDAS-FRC) the reduction cells are `FixedReductionCell`s and only the normal
-    cell is searched.
+    cell is searched. The classifier reads BN + ReLU of the last cell (`lastact`), as in the original.
+
+    A GDAS edge here outputs h[chosen] * op_chosen(x) only, as the original's NASNet cell does: the alphas get their
+    gradient through the chosen op's weight alone (the NAS-Bench-201 cell also adds the value-zero weights of the
+    other ops). `unsampled_gradient=True` adds them here too (see the README, "Where this differs").
     """
 
     def __init__(self, C: int, N: int, steps: int, multiplier: int, stem_multiplier: int, num_classes: int,
                  mixer: Any, ops: Sequence[str] = DARTS_OPS, affine: bool = False, track_running_stats: bool = True,
-                 fixed_reduction: bool = False):
+                 fixed_reduction: bool = False, unsampled_gradient: bool = False):
         super().__init__()
         self.op_names = tuple(canonical_op_name(op) for op in ops)
         if all(op == "none" for op in self.op_names):
@@ -152,18 +163,20 @@ class NASNetSupernet(nn.Module):
                             f"multiplier={multiplier}")
         self.steps, self.multiplier = steps, multiplier
         self.mixer = mixer
+        self.unsampled_gradient = unsampled_gradient
         C_stem = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(3, C_stem, 3, padding=1, bias=False), nn.BatchNorm2d(C_stem))
         self.cells = nn.ModuleList()
         C_prev_prev, C_prev, reduction_prev = C_stem, C_stem, False
         for channels, reduction in stage_plan(C, N, N - 1):
             if reduction and fixed_reduction:
-                cell = FixedReductionCell(C_prev_prev, C_prev, channels, reduction_prev, True, track_running_stats)
+                cell = FixedReductionCell(C_prev_prev, C_prev, channels, reduction_prev, affine, track_running_stats)
             else:
                 cell = NASNetSearchCell(C_prev_prev, C_prev, channels, reduction, reduction_prev, steps, multiplier,
                                         self.op_names, affine, track_running_stats)
             self.cells.append(cell)
             C_prev_prev, C_prev, reduction_prev = C_prev, cell.out_channels, reduction
+        self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         num_edges = len(search_edges(steps))
@@ -178,8 +191,10 @@ class NASNetSupernet(nn.Module):
         return self.alpha_reduce is None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normal_sample = self.mixer(self.alpha_normal, self.op_names)
-        reduce_sample = None if self.fixed_reduction else self.mixer(self.alpha_reduce, self.op_names)
+        unsampled = self.unsampled_gradient
+        normal_sample = self.mixer(self.alpha_normal, self.op_names, unsampled_gradient=unsampled)
+        reduce_sample = None if self.fixed_reduction else self.mixer(self.alpha_reduce, self.op_names,
+                                                                     unsampled_gradient=unsampled)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             if isinstance(cell, FixedReductionCell):
@@ -187,7 +202,7 @@ class NASNetSupernet(nn.Module):
             else:
                 out = cell(s0, s1, reduce_sample if cell.reduction else normal_sample)
             s0, s1 = s1, out
-        return self.classifier(self.global_pooling(s1).flatten(1))
+        return self.classifier(self.global_pooling(self.lastact(s1)).flatten(1))
 
     def alphas(self) -> list[nn.Parameter]:
         """The architecture parameters: alpha_normal, and alpha_reduce unless the reduction cell is fixed."""

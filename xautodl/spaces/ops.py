@@ -167,23 +167,24 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Skip connection that changes shape: stride 2 -> two offset 1x1 stride-2 convs concatenated; stride 1 -> 1x1 conv."""
+    """The reducing skip connection: ReLU, then two 1x1 convs on the two offset stride-2 grids, concatenated, BN.
 
-    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True, track: bool = True):
+    The second conv reads the grid shifted by one pixel (zero-padded at the bottom/right edge on odd sizes).
+    """
+
+    def __init__(self, C_in: int, C_out: int, stride: int = 2, affine: bool = True, track: bool = True):
         super().__init__()
+        if stride != 2:
+            raise ValueError(f"FactorizedReduce reduces with stride 2, got {stride} (a stride-1 channel change is "
+                             "ChannelProjection)")
         self.stride = stride
         self.relu = nn.ReLU(inplace=False)
-        if stride == 2:
-            half = C_out // 2
-            self.convs = nn.ModuleList([
-                nn.Conv2d(C_in, half, 1, stride=2, bias=False),
-                nn.Conv2d(C_in, C_out - half, 1, stride=2, bias=False),
-            ])
-            self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0.0)
-        elif stride == 1:
-            self.convs = nn.ModuleList([nn.Conv2d(C_in, C_out, 1, bias=False)])
-        else:
-            raise ValueError(f"FactorizedReduce supports stride 1 or 2, got {stride}")
+        half = C_out // 2
+        self.convs = nn.ModuleList([
+            nn.Conv2d(C_in, half, 1, stride=2, bias=False),
+            nn.Conv2d(C_in, C_out - half, 1, stride=2, bias=False),
+        ])
+        self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0.0)
         self.bn = _bn(C_out, affine, track)
 
     @property
@@ -195,15 +196,23 @@ class FactorizedReduce(nn.Module):
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """The op given the ReLU of its input (see `ReLUFirst`)."""
-        if self.stride == 2:
-            # The second conv reads the grid shifted by one pixel. On even sizes its stride-2 samples never reach
-            # the zero padding, so the padded copy is only needed for odd sizes.
-            odd = x.shape[-2] % 2 or x.shape[-1] % 2
-            shifted = self.pad(x)[:, :, 1:, 1:] if odd else x[:, :, 1:, 1:]
-            out = torch.cat([self.convs[0](x), self.convs[1](shifted)], dim=1)
-        else:
-            out = self.convs[0](x)
+        # A stride-2 1x1 conv is a stride-1 1x1 conv of the stride-2 subgrid; computed that way because PyTorch
+        # 2.14's CPU backward of a stride-2 1x1 conv in the channels-last layout corrupts memory at some shapes
+        # (8 input channels on a 56x56 map: a crash; tests/test_ops.py has the case). Same values.
+        # On even sizes the shifted subgrid never reaches the zero padding, so only odd sizes pay for the pad copy.
+        odd = x.shape[-2] % 2 or x.shape[-1] % 2
+        shifted = self.pad(x)[:, :, 1::2, 1::2] if odd else x[:, :, 1::2, 1::2]
+        grids = (x[:, :, ::2, ::2], shifted)
+        out = torch.cat([F.conv2d(grid, conv.weight) for conv, grid in zip(self.convs, grids)], dim=1)
         return self.bn(out)
+
+
+class ChannelProjection(nn.Sequential):
+    """A stride-1 skip connection that changes the channel count: 1x1 conv -> BN, no ReLU (as the original's
+    stride-1 `FactorizedReduce`)."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True, track: bool = True):
+        super().__init__(nn.Conv2d(C_in, C_out, 1, bias=False), _bn(C_out, affine, track))
 
 
 class AvgPool3x3(nn.Module):
@@ -258,8 +267,8 @@ class Pooling(nn.Module):
 
 
 def _skip(C_in: int, C_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
-    if stride == 1 and C_in == C_out:
-        return nn.Identity()
+    if stride == 1:
+        return nn.Identity() if C_in == C_out else ChannelProjection(C_in, C_out, affine, track)
     return FactorizedReduce(C_in, C_out, stride, affine, track)
 
 
