@@ -118,7 +118,7 @@ class SearchLoop:
         if state is None:
             return False
         self._check_compatible(state)
-        self.model.load_state_dict(state["model"])
+        self._load_model_state(state["model"])
         self.algorithm.w_optimizer.load_state_dict(state["w_optimizer"])
         self.algorithm.a_optimizer.load_state_dict(state["a_optimizer"])
         if self.mixer is not None and state.get("mixer"):
@@ -128,6 +128,19 @@ class SearchLoop:
         self.start_epoch = int(state["epoch"]) + 1
         self.logger.log(f"resumed from {self.run.checkpoint_path} after epoch {self.start_epoch}")
         return True
+
+    def _load_model_state(self, model_state: dict) -> None:
+        from ..errors import CheckpointError
+
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError as err:
+            problem = str(err).split("\n\t", 1)[-1].replace("\n\t", " ")
+            raise CheckpointError(
+                f"{self.run.checkpoint_path} holds a supernet that does not fit the one this command builds "
+                f"({problem[:400]}). It was written with other model settings or by an older xautodl (NASNet "
+                f"supernets gained the original's final BN + ReLU, `lastact`, in 2.0.0.dev0); pass another "
+                f"--save_dir (or seed) to start a new run, or move that checkpoint away") from None
 
     def _check_compatible(self, state: dict) -> None:
         from ..errors import CheckpointError
