@@ -118,3 +118,19 @@ def test_bf16_and_channels_last_run_and_fp16_needs_cuda(tmp_path):
 
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         search(tmp_path, "fp16", "GDAS", epochs=1, extra=["--amp", "fp16"])
+
+
+def test_resuming_a_checkpoint_of_another_supernet_stops_with_a_clear_message(tmp_path):
+    """A checkpoint whose model lacks a layer (as NASNet ones written before `lastact` was added) stops the re-run
+    with a message naming the checkpoint and what to do, not a traceback, and is left as it was."""
+    from xautodl.errors import CheckpointError
+
+    search(tmp_path, "run", epochs=1)
+    path = tmp_path / "run" / "checkpoint" / "seed-5-basic.pth"
+    state = load_checkpoint(path)
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("lastact.")}
+    torch.save(state, path)
+    written = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"does not fit.*lastact.*--save_dir"):
+        search(tmp_path, "run", epochs=2)
+    assert path.read_bytes() == written
