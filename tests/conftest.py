@@ -7,6 +7,26 @@ import pytest
 import torch
 
 
+class RecordingMixer:
+    """Wraps a mixer: keeps the alphas of every call (`calls`) and every sample it hands out (`samples`)."""
+
+    def __init__(self, mixer) -> None:
+        self.mixer, self.calls, self.samples = mixer, [], []
+
+    @property
+    def tau(self) -> float:
+        return self.mixer.tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self.mixer.tau = value
+
+    def __call__(self, alphas, op_names, **options):
+        self.calls.append(alphas)
+        self.samples.append(self.mixer(alphas, op_names, **options))
+        return self.samples[-1]
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

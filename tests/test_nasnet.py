@@ -5,6 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import RecordingMixer
+
 from xautodl.errors import ArchError
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
 from xautodl.spaces.genotypes import NASNetGenotype, get_genotype
@@ -76,46 +78,15 @@ def test_search_cell_strides_only_edges_from_cell_inputs_in_reduction_cells():
         assert pool.stride == (2 if source < 2 else 1), (node, source)
 
 
-class CountingMixer:
-    """A mixer that records how often and with which alphas it is asked for a sample."""
-
-    def __init__(self, mixer):
-        self.mixer, self.calls = mixer, []
-
-    @property
-    def tau(self):
-        return self.mixer.tau
-
-    @tau.setter
-    def tau(self, value):
-        self.mixer.tau = value
-
-    def __call__(self, alphas, op_names, **options):
-        self.calls.append(alphas)
-        return self.mixer(alphas, op_names, **options)
-
-
 def _supernet(mixer, fixed_reduction=False, **kwargs):
     torch.manual_seed(0)
     return NASNetSupernet(8, 2, 4, 4, 3, 10, mixer, fixed_reduction=fixed_reduction, **kwargs)
 
 
-class RecordingGumbelMixer(GumbelHardMixer):
-    """GDAS's mixer, keeping every sample it hands out."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.samples = []
-
-    def __call__(self, alphas, op_names, **options):
-        self.samples.append(super().__call__(alphas, op_names, **options))
-        return self.samples[-1]
-
-
 @pytest.mark.parametrize("make_mixer", [SoftmaxMixer, lambda: GumbelHardMixer(tau=10.0, seed=3)])
 @pytest.mark.parametrize("fixed_reduction", [False, True])
 def test_supernet_forward_samples_once_per_cell_kind_and_gives_alpha_gradients(make_mixer, fixed_reduction):
-    mixer = CountingMixer(make_mixer())
+    mixer = RecordingMixer(make_mixer())
     net = _supernet(mixer, fixed_reduction, unsampled_gradient=True)
     assert len(net.cells) == 6
     assert [isinstance(c, FixedReductionCell) for c in net.cells] == [False, False, fixed_reduction, False,
@@ -135,7 +106,7 @@ def test_supernet_forward_samples_once_per_cell_kind_and_gives_alpha_gradients(m
 def test_gdas_alpha_gradient_flows_through_the_chosen_weight_unless_asked_for_all(unsampled_gradient):
     """The original's NASNet cell (the default) outputs h[chosen] * op(x): an edge that sampled `none` gives its
     alphas no gradient. With `unsampled_gradient` every edge's alphas get one, as in the NAS-Bench-201 cell."""
-    mixer = RecordingGumbelMixer(tau=10.0, seed=3)
+    mixer = RecordingMixer(GumbelHardMixer(tau=10.0, seed=3))
     net = _supernet(mixer, unsampled_gradient=unsampled_gradient)
     net(torch.randn(2, 3, 16, 16)).square().mean().backward()
     for alphas, sample in zip(net.alphas(), mixer.samples):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import RecordingMixer
 from parity_protocol import run_model_case
 from xautodl.search.mixing import build_mixer
 from xautodl.spaces.genotypes import parse_genotype
@@ -118,27 +119,6 @@ def genotype_cases() -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- our side
-class RecordingMixer:
-    """Our mixer, keeping the op every edge sampled (GDAS), in the order samples were drawn."""
-
-    def __init__(self, mixer) -> None:
-        self.mixer, self.samples = mixer, []
-
-    @property
-    def tau(self):
-        return self.mixer.tau
-
-    @tau.setter
-    def tau(self, value):
-        self.mixer.tau = value
-
-    def __call__(self, alphas, op_names, **options):
-        sample = self.mixer(alphas, op_names, **options)
-        if sample.chosen is not None:
-            self.samples.append(sample.chosen.detach().clone())
-        return sample
-
-
 def build_ours(case: dict) -> nn.Module:
     kind = case["kind"]
     torch.manual_seed(0)
@@ -172,8 +152,13 @@ def run_ours(case: dict, model: nn.Module) -> dict:
         return out if isinstance(out, tuple) else (out, None)
 
     mixer = getattr(model, "mixer", None)
+    def samples():  # the ops GDAS sampled, in the order drawn
+        if not isinstance(mixer, RecordingMixer):
+            return []
+        return [sample.chosen.detach() for sample in mixer.samples if sample.chosen is not None]
+
     return run_model_case(model, case, forward, prepare_input=lambda x: x.contiguous(memory_format=layout),
-                          samples=lambda: mixer.samples if isinstance(mixer, RecordingMixer) else [])
+                          samples=samples)
 
 
 # ----------------------------------------------------------------------------------------------- the copy
