@@ -196,14 +196,18 @@ class FactorizedReduce(nn.Module):
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """The op given the ReLU of its input (see `ReLUFirst`)."""
-        # A stride-2 1x1 conv is a stride-1 1x1 conv of the stride-2 subgrid; computed that way because PyTorch
-        # 2.14's CPU backward of a stride-2 1x1 conv in the channels-last layout corrupts memory at some shapes
-        # (8 input channels on a 56x56 map: a crash; tests/test_ops.py has the case). Same values.
-        # On even sizes the shifted subgrid never reaches the zero padding, so only odd sizes pay for the pad copy.
+        # On even sizes the shifted grid's stride-2 samples never reach the zero padding, so only odd sizes pay for
+        # the padded copy.
         odd = x.shape[-2] % 2 or x.shape[-1] % 2
-        shifted = self.pad(x)[:, :, 1::2, 1::2] if odd else x[:, :, 1::2, 1::2]
-        grids = (x[:, :, ::2, ::2], shifted)
-        out = torch.cat([F.conv2d(grid, conv.weight) for conv, grid in zip(self.convs, grids)], dim=1)
+        shifted = self.pad(x)[:, :, 1:, 1:] if odd else x[:, :, 1:, 1:]
+        if x.device.type == "cpu":
+            # A stride-2 1x1 conv is a stride-1 1x1 conv of the stride-2 subgrid; computed that way on CPU because
+            # PyTorch 2.14's CPU backward of a stride-2 1x1 conv in the channels-last layout corrupts memory at
+            # some shapes (8 input channels on a 56x56 map crash; tests/test_ops.py has the case). Same values.
+            grids = (x[:, :, ::2, ::2], shifted[:, :, ::2, ::2])
+            out = torch.cat([F.conv2d(grid, conv.weight) for conv, grid in zip(self.convs, grids)], dim=1)
+        else:
+            out = torch.cat([self.convs[0](x), self.convs[1](shifted)], dim=1)
         return self.bn(out)
 
 
