@@ -75,14 +75,13 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
     """
     import_checked_xautodl()
     from xautodl.config_utils import load_config
-    from xautodl.search.algorithms import build_algorithm
-    from xautodl.search.cli import DEFAULT_CONFIGS
+    from xautodl.search.algorithms import build_algorithm, build_mixer, get_algorithm
     from xautodl.runtime.precision import use_channels_last
-    from xautodl.search.mixing import build_mixer
     from xautodl.spaces.nas201 import NB201Supernet
     from xautodl.train.optim import build_criterion, build_optimizer
 
-    config = load_config(DEFAULT_CONFIGS[algo])
+    config_path = get_algorithm(algo).default_configs["nas-bench-201"]
+    config = load_config(config_path)
     mixer = build_mixer(algo, tau=TAU, seed=seed)
     model = NB201Supernet(C, N, NUM_CLASSES, mixer, ops=NB201_OPS, max_nodes=MAX_NODES, affine=False,
                           track_running_stats=True).to(device)
@@ -91,7 +90,7 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
         model = model.to(memory_format=torch.channels_last)
     model.train()
     w_optimizer = build_optimizer(config, model.weights())
-    _check_hyperparameters(w_optimizer, WEIGHT_SGD, f"our {DEFAULT_CONFIGS[algo]}")
+    _check_hyperparameters(w_optimizer, WEIGHT_SGD, f"our {config_path}")
     a_optimizer = torch.optim.Adam(model.alphas(), **ARCH_ADAM)
     algorithm = build_algorithm(algo, model, build_criterion(config), w_optimizer, a_optimizer, grad_clip=GRAD_CLIP)
     _check_search_bn(model)

@@ -4,4 +4,4 @@
 # usage: bash scripts-search/NASNet-space-search-by-DARTS1V.sh <dataset> <track_running_stats 0|1> <seed, -1 = random> [extra flags]
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
-nasnet_search NASNet-space-search-by-DARTS1V.sh DARTS-V1.py DARTS-NASNet-CIFAR.config DARTS-NASNet-CIFAR.config DARTS-V1 "$@"
+nasnet_search NASNet-space-search-by-DARTS1V.sh DARTS-V1.py DARTS-NASNet-CIFAR.config "$@"

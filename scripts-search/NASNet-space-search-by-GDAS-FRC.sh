@@ -4,4 +4,4 @@
 # usage: bash scripts-search/NASNet-space-search-by-GDAS-FRC.sh <dataset> <track_running_stats 0|1> <seed, -1 = random> [extra flags]
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
-nasnet_search NASNet-space-search-by-GDAS-FRC.sh GDAS.py GDASFRC-NASNet-CIFAR.config GDAS-NASNet-CIFAR.config GDAS-FRC "$@"
+nasnet_search NASNet-space-search-by-GDAS-FRC.sh GDAS.py GDASFRC-NASNet-CIFAR.config "$@"

@@ -4,4 +4,4 @@
 # usage: bash scripts-search/NASNet-space-search-by-GDAS.sh <dataset> <track_running_stats 0|1> <seed, -1 = random> [extra flags]
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
-nasnet_search NASNet-space-search-by-GDAS.sh GDAS.py GDAS-NASNet-CIFAR.config GDAS-NASNet-CIFAR.config GDAS "$@"
+nasnet_search NASNet-space-search-by-GDAS.sh GDAS.py GDAS-NASNet-CIFAR.config "$@"

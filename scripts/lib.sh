@@ -61,32 +61,28 @@ run_entry() {
   fi
 }
 
-# nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space with the original settings.
+# nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space. The original settings
+# (C=16, N=5, the algorithm's config, tau 10 -> 0.1, arch LR 3e-4 and decay 1e-3, the output folder) are the Python
+# entry point's defaults, defined there once (xautodl/search/cli.py and its algorithm registry).
 nb201_search() {
   local algo="$1"; shift
   local usage="bash scripts-search/algos/$algo.sh <dataset: cifar10|cifar100|ImageNet16-120|digits|folder> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
   [ $# -ge 3 ] || usage_exit "$usage"
   local dataset="$1" bn="$2" seed="$3"; shift 3
   [ $# -eq 0 ] || [[ "$1" == -* ]] || usage_exit "$usage"
-  local config=configs/nas-benchmark/algos/DARTS.config
-  [ "$algo" = GDAS ] && config=configs/nas-benchmark/algos/GDAS.config
-  run_entry "exps/NAS-Bench-201-algos/$algo.py" \
-    --save_dir "output/search-cell-nas-bench-201/$algo-$dataset-BN$bn" \
-    --max_nodes 4 --channel 16 --num_cells 5 --dataset "$dataset" --track_running_stats "$bn" \
-    --config_path "$config" --tau_max 10 --tau_min 0.1 \
-    --arch_learning_rate 0.0003 --arch_weight_decay 0.001 --rand_seed "$seed" "$@"
+  run_entry "exps/NAS-Bench-201-algos/$algo.py" --dataset "$dataset" --track_running_stats "$bn" \
+    --rand_seed "$seed" "$@"
 }
 
-# nasnet_search DRIVER ENTRY ARCH_CONFIG OPT_CONFIG RUN_NAME DATASET BN SEED [extra flags]: a search on the NASNet
-# (DARTS) space with the original settings (tau 10 -> 0.1, arch LR 3e-4, arch wd 1e-3).
+# nasnet_search DRIVER ENTRY ARCH_CONFIG DATASET BN SEED [extra flags]: a search on the NASNet (DARTS) space with
+# the supernet of configs/search-archs/ARCH_CONFIG; everything else (the algorithm's NASNet optimisation config,
+# tau, arch LR and decay, the output folder named after the supernet) is the Python entry point's default.
 nasnet_search() {
-  local driver="$1" entry="$2" arch_config="$3" opt_config="$4" name="$5"; shift 5
+  local driver="$1" entry="$2" arch_config="$3"; shift 3
   local usage="bash scripts-search/$driver <dataset: cifar10|cifar100|ImageNet16-120> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"
   [ $# -ge 3 ] || usage_exit "$usage"
   local dataset="$1" bn="$2" seed="$3"; shift 3
   [ $# -eq 0 ] || [[ "$1" == -* ]] || usage_exit "$usage"
   run_entry "exps/NAS-Bench-201-algos/$entry" --dataset "$dataset" --track_running_stats "$bn" --rand_seed "$seed" \
-    --model_config "configs/search-archs/$arch_config" --config_path "configs/search-opts/$opt_config" \
-    --tau_max 10 --tau_min 0.1 --arch_learning_rate 0.0003 --arch_weight_decay 0.001 \
-    --save_dir "output/search-cell-darts/$name-$dataset-BN$bn" "$@"
+    --model_config "configs/search-archs/$arch_config" "$@"
 }

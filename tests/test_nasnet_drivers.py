@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from fakedata import write_cifar10, write_split_file
-from xautodl.config_utils import resolve_config_path
+from xautodl.config_utils import load_config, resolve_config_path
 from xautodl.runtime import load_checkpoint
+from xautodl.search import cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,6 @@ RETRAIN = "scripts/retrain-searched-net.sh"
 SEARCH_GDAS = "scripts-search/NASNet-space-search-by-GDAS.sh"
 SEARCH_FRC = "scripts-search/NASNet-space-search-by-GDAS-FRC.sh"
 SEARCH_DARTS = "scripts-search/NASNet-space-search-by-DARTS1V.sh"
-SEARCH_FLAGS = ["--tau_max", "10", "--tau_min", "0.1", "--arch_learning_rate", "0.0003", "--arch_weight_decay", "0.001"]
 SMALL = ["--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet"]
 
 
@@ -77,17 +77,37 @@ def test_retrain_searched_net_command(tmp_path, echo_python, dataset, base):
     (SEARCH_DARTS, "DARTS-V1", "DARTS", "DARTS", "DARTS-V1"),
 ])
 def test_nasnet_search_commands(tmp_path, echo_python, script, entry, arch, opts, folder):
+    """The drivers pass the positional arguments and the supernet; the original's other settings are the entry
+    point's own defaults (defined once, in Python)."""
     command = entry_command(script, ["cifar100", 0, 11, "--epochs", 2], tmp_path, echo_python)
     assert command[0] == str(REPO / "exps" / "NAS-Bench-201-algos" / f"{entry}.py")
-    flags = pairs(command)
-    assert flags == {
+    assert pairs(command) == {
         "--dataset": "cifar100", "--track_running_stats": "0", "--rand_seed": "11",
-        "--model_config": f"configs/search-archs/{arch}-NASNet-CIFAR.config",
-        "--config_path": f"configs/search-opts/{opts}-NASNet-CIFAR.config",
-        **dict(zip(SEARCH_FLAGS[0::2], SEARCH_FLAGS[1::2])),
-        "--save_dir": f"output/search-cell-darts/{folder}-cifar100-BN0", "--epochs": "2"}
-    for key in ("--model_config", "--config_path"):
-        assert resolve_config_path(flags[key]).is_file()
+        "--model_config": f"configs/search-archs/{arch}-NASNet-CIFAR.config", "--epochs": "2"}
+    args = cli.parse_args(entry, command[1:])
+    assert args.config_path == f"configs/search-opts/{opts}-NASNet-CIFAR.config"
+    assert (args.arch_learning_rate, args.arch_weight_decay) == (3e-4, 1e-3)
+    if entry == "GDAS":
+        assert (args.tau_max, args.tau_min) == (10.0, 0.1)
+    else:
+        assert not hasattr(args, "tau_max")  # DARTS has no temperature, so no flag to set one
+    model_config = load_config(args.model_config)
+    assert cli.default_save_dir(entry, args, "darts", str(model_config.name)) == Path(
+        f"output/search-cell-darts/{folder}-cifar100-BN0")
+    for path in (args.model_config, args.config_path):
+        assert resolve_config_path(path).is_file()
+
+
+@pytest.mark.parametrize("entry, config", [("GDAS", "GDAS"), ("DARTS-V1", "DARTS"), ("DARTS-V2", "DARTS")])
+def test_nb201_search_commands_leave_the_original_settings_to_the_entry_point(tmp_path, echo_python, entry, config):
+    command = entry_command(f"scripts-search/algos/{entry}.sh", ["cifar10", 1, -1], tmp_path, echo_python)
+    assert command[0] == str(REPO / "exps" / "NAS-Bench-201-algos" / f"{entry}.py")
+    assert pairs(command) == {"--dataset": "cifar10", "--track_running_stats": "1", "--rand_seed": "-1"}
+    args = cli.parse_args(entry, command[1:])
+    assert args.config_path == f"configs/nas-benchmark/algos/{config}.config"
+    assert (args.channel, args.num_cells, args.max_nodes) == (16, 5, 4)
+    assert cli.default_save_dir(entry, args, "nas-bench-201", None) == Path(
+        f"output/search-cell-nas-bench-201/{entry}-cifar10-BN1")
 
 
 USAGE_CASES = [
@@ -153,15 +173,16 @@ def test_nas_infer_train_smoke_run(workspace):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, tiny_config, folder, algorithm", [
-    (SEARCH_GDAS, "GDAS-tiny.config", "GDAS", "GDAS"),
-    (SEARCH_DARTS, "DARTS-tiny.config", "DARTS-V1", "DARTS"),
+@pytest.mark.parametrize("script, tiny_config, folder, algorithm, supernet", [
+    (SEARCH_GDAS, "GDAS-tiny.config", "GDAS", "GDAS", "GDAS"),
+    (SEARCH_DARTS, "DARTS-tiny.config", "DARTS-V1", "DARTS-V1", "DARTS"),
 ])
-def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorithm):
+def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorithm, supernet):
     search_smoke(script, tiny_config, workspace)
     run_dir = workspace / "output" / "search-cell-darts" / f"{folder}-cifar10-BN1"
     state = load_checkpoint(run_dir / "checkpoint" / "seed-7-basic.pth")
-    assert (state["space"], state["algorithm"], state["finished"]) == ("darts", algorithm, True)
+    assert (state["space"], state["algorithm"], state["supernet"], state["finished"]) == (
+        "darts", algorithm, supernet, True)
     assert state["args"]["config_path"].startswith("configs/search-opts/")
     genotype = NASNetGenotype.from_dict(json.loads((run_dir / "seed-7-summary.json").read_text())["final_genotype_dict"])
     assert not genotype.fixed_reduction

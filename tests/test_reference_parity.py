@@ -35,7 +35,7 @@ from torch import nn
 
 from conftest import RecordingMixer
 from parity_protocol import run_model_case
-from xautodl.search.mixing import build_mixer
+from xautodl.search.algorithms import build_mixer
 from xautodl.spaces.genotypes import parse_genotype
 from xautodl.spaces.nas201 import NB201Supernet, TinyNetwork
 from xautodl.spaces.nasnet import NASNetSupernet, build_inference_net
@@ -129,7 +129,8 @@ def build_ours(case: dict) -> nn.Module:
         model = NB201Supernet(case["C"], case["N"], case["classes"], mixer, affine=False,
                               track_running_stats=case["track"])
     elif kind == "nasnet_super":
-        mixer = RecordingMixer(build_mixer(case["name"], tau=case.get("tau", 10.0), seed=case["seed"]))
+        algorithm = "DARTS-V1" if case["name"] == "DARTS" else "GDAS"  # the NASNet config's name -> algorithm
+        mixer = RecordingMixer(build_mixer(algorithm, tau=case.get("tau", 10.0), seed=case["seed"]))
         model = NASNetSupernet(case["C"], case["N"], 4, 4, 3, case["classes"], mixer, DARTS_OPS, affine=False,
                                track_running_stats=case["track"], fixed_reduction=case["name"] == "GDAS_FRC")
     elif kind == "infer":

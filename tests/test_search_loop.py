@@ -134,3 +134,17 @@ def test_resuming_a_checkpoint_of_another_supernet_stops_with_a_clear_message(tm
     with pytest.raises(CheckpointError, match=r"does not fit.*lastact.*--save_dir"):
         search(tmp_path, "run", epochs=2)
     assert path.read_bytes() == written
+
+
+def test_darts_has_no_temperature_to_log_or_set(tmp_path, capsys):
+    """DARTS mixes with softmax: its history records no tau, its log shows none, and it has no tau flags."""
+    from xautodl.summary import format_history_table
+
+    summary = search(tmp_path, "run", "DARTS-V1", epochs=1)
+    assert summary["history"][0]["tau"] is None and summary["algorithm"] == "DARTS-V1"
+    log = (tmp_path / "run" / "seed-5-log.txt").read_text()
+    assert "tau" not in log
+    assert format_history_table(summary).splitlines()[1].split()[3] == "-"
+    with pytest.raises(SystemExit):
+        search(tmp_path, "other", "DARTS-V1", epochs=1, extra=["--tau_max", "5"])
+    assert "unrecognized arguments: --tau_max 5" in capsys.readouterr().err

@@ -125,7 +125,8 @@ def format_history_table(summary: dict) -> str:
         header += f" {bench_name + ' test %':>{max(len(bench_name) + 7, 12)}}"
     rows = [header + "  genotype"]
     for entry in summary["history"]:
-        row = f"{entry['epoch'] + 1:>5} {entry['train_acc']:>8.2f} {entry['valid_acc']:>8.2f} {entry['tau']:>7.3f}"
+        tau = "-" if entry.get("tau") is None else f"{entry['tau']:.3f}"  # DARTS has no temperature
+        row = f"{entry['epoch'] + 1:>5} {entry['train_acc']:>8.2f} {entry['valid_acc']:>8.2f} {tau:>7}"
         if bench_name is not None:
             test = ((entry.get("benchmark") or {}).get("accuracy") or {}).get(bench_name, {}).get("test")
             cell = f"{test:.2f}" if test is not None else "-"
@@ -150,9 +151,15 @@ def plot_trajectory(summary: dict, out_path: str | Path) -> Path:
     acc_axes.legend(loc="best")
     acc_axes.grid(alpha=0.3)
 
-    tau_axes.plot(epochs, [entry["tau"] for entry in history], marker="o", color="tab:purple")
+    taus = [entry.get("tau") for entry in history]
+    if all(tau is None for tau in taus):
+        tau_axes.text(0.5, 0.5, f"{summary['algorithm']} mixes ops with softmax(alpha): no Gumbel temperature",
+                      ha="center", va="center", transform=tau_axes.transAxes)
+        tau_axes.set_yticks([])
+    else:
+        tau_axes.plot(epochs, taus, marker="o", color="tab:purple")
+        tau_axes.grid(alpha=0.3)
     tau_axes.set_ylabel("tau")
-    tau_axes.grid(alpha=0.3)
 
     _plot_entropies(entropy_axes, history, epochs)
     entropy_axes.set_xlabel("epoch")

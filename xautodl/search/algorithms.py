@@ -12,7 +12,8 @@ An algorithm only talks to the supernet through `weights()`, `alphas()` and its 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -21,9 +22,10 @@ from torch.func import functional_call
 
 from ..errors import ConfigError
 from ..runtime.precision import autocast, grad_scaler
+from .mixing import GumbelHardMixer, SoftmaxMixer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-ALGORITHMS = ("GDAS", "DARTS-V1", "DARTS-V2")
+Mixer = GumbelHardMixer | SoftmaxMixer
 
 
 def _assign_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
@@ -65,8 +67,6 @@ def average_across_ranks(grads: Sequence[torch.Tensor | None]) -> list[torch.Ten
 
 class SearchAlgorithm:
     """Weight step shared by every algorithm; `arch_step` is the first-order architecture step."""
-
-    name = "DARTS-V1"
 
     def __init__(self, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
                  a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
@@ -128,13 +128,9 @@ class SearchAlgorithm:
 class GDAS(SearchAlgorithm):
     """GDAS: first-order architecture step; the hard Gumbel sampling lives in the supernet's mixer."""
 
-    name = "GDAS"
-
 
 class DartsV1(SearchAlgorithm):
     """DARTS first order: the architecture gradient is taken at the current weights."""
-
-    name = "DARTS-V1"
 
 
 class DartsV2(SearchAlgorithm):
@@ -143,8 +139,6 @@ class DartsV2(SearchAlgorithm):
     w' = w - xi * (grad_w L_train + momentum * momentum_buffer + weight_decay * w), xi the current weight LR;
     w+- = w +- eps * grad_w' L_val(w'), eps = `hvp_radius` / ||grad_w' L_val(w')||.
     """
-
-    name = "DARTS-V2"
 
     def __init__(self, *args, hvp_radius: float = 0.01, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -204,15 +198,57 @@ class DartsV2(SearchAlgorithm):
         return loss.detach(), logits.detach()
 
 
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """One row of the algorithm registry: everything the rest of the code asks about an algorithm.
+
+    `default_configs` maps a space name to the optimisation config the original tool used there; `anneals_tau`
+    says whether the Gumbel temperature means anything (GDAS) and is therefore scheduled, logged and plotted;
+    `compiles` whether `--compile` applies (a GDAS forward changes its sub-graph every step, so it runs eagerly).
+    """
+
+    name: str
+    step: type[SearchAlgorithm]
+    make_mixer: Callable[[float, int], Mixer]
+    default_configs: Mapping[str, str]
+    anneals_tau: bool
+    compiles: bool
+
+
+_NB201_CONFIGS = "configs/nas-benchmark/algos"
+REGISTRY: dict[str, AlgorithmSpec] = {spec.name: spec for spec in (
+    AlgorithmSpec("GDAS", GDAS, lambda tau, seed: GumbelHardMixer(tau=tau, seed=seed),
+                  {"nas-bench-201": f"{_NB201_CONFIGS}/GDAS.config",
+                   "darts": "configs/search-opts/GDAS-NASNet-CIFAR.config"}, anneals_tau=True, compiles=False),
+    AlgorithmSpec("DARTS-V1", DartsV1, lambda tau, seed: SoftmaxMixer(),
+                  {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
+                   "darts": "configs/search-opts/DARTS-NASNet-CIFAR.config"}, anneals_tau=False, compiles=True),
+    AlgorithmSpec("DARTS-V2", DartsV2, lambda tau, seed: SoftmaxMixer(),
+                  {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
+                   "darts": "configs/search-opts/DARTS-NASNet-CIFAR.config"}, anneals_tau=False, compiles=True),
+)}
+ALGORITHMS = tuple(REGISTRY)
+
+
+def get_algorithm(name: str) -> AlgorithmSpec:
+    """The registry row of `name` (GDAS, DARTS-V1 or DARTS-V2)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown search algorithm {name!r}; expected one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def build_mixer(name: str, tau: float = 10.0, seed: int = 0) -> Mixer:
+    """The edge mixer the supernet needs for algorithm `name` (GDAS: hard Gumbel sampling, DARTS: softmax)."""
+    return get_algorithm(name).make_mixer(tau, seed)
+
+
 def build_algorithm(name: str, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
                     a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
                     forward_model: Callable | None = None) -> SearchAlgorithm:
     """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`."""
-    classes = {"GDAS": GDAS, "DARTS-V1": DartsV1, "DARTS-V2": DartsV2}
-    if name not in classes:
-        raise ValueError(f"unknown search algorithm {name!r}; expected one of {', '.join(classes)}")
+    spec = get_algorithm(name)
     if name == "DARTS-V2" and amp == "fp16":
         raise ConfigError("DARTS-V2's finite-difference Hessian-vector product is too coarse in fp16; "
                           "use --amp bf16 or --amp off")
-    return classes[name](model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip, amp=amp,
-                         forward_model=forward_model)
+    return spec.step(model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip, amp=amp,
+                     forward_model=forward_model)

@@ -24,15 +24,9 @@ from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
-from .algorithms import ALGORITHMS, build_algorithm
+from .algorithms import build_algorithm, build_mixer, get_algorithm
 from .loop import SearchLoop, SearchRun
-from .mixing import build_mixer
 
-DEFAULT_CONFIGS = {
-    "GDAS": "configs/nas-benchmark/algos/GDAS.config",
-    "DARTS-V1": "configs/nas-benchmark/algos/DARTS.config",
-    "DARTS-V2": "configs/nas-benchmark/algos/DARTS.config",
-}
 # The datasets a search can hold in memory (imagenet-1k is read from files, for re-training only).
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
 
@@ -47,10 +41,13 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--channel", type=int, default=16)
     add("--num_cells", type=int, default=5)
     add("--track_running_stats", type=int, choices=(0, 1), default=1)
-    add("--config_path", default=DEFAULT_CONFIGS[algorithm], help="optimisation config")
+    defaults = get_algorithm(algorithm).default_configs
+    add("--config_path", default=None,
+        help=f"optimisation config (default {defaults['nas-bench-201']}; with --model_config {defaults['darts']})")
     add("--model_config", default=None, help="NASNet supernet config (configs/search-archs/...)")
-    add("--tau_max", type=float, default=10.0)
-    add("--tau_min", type=float, default=0.1)
+    if get_algorithm(algorithm).anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
+        add("--tau_max", type=float, default=10.0, help="Gumbel-softmax temperature of the first epoch")
+        add("--tau_min", type=float, default=0.1, help="temperature of the last epoch (annealed linearly)")
     add("--arch_learning_rate", type=float, default=3e-4)
     add("--arch_weight_decay", type=float, default=1e-3)
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
@@ -101,11 +98,19 @@ def benchmark_lookup(args, space: str, logger: RunLogger):
     return lambda arch: bench.query(arch).to_dict()
 
 
+def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The entry point's arguments, with the defaults that depend on other flags filled in (the optimisation
+    config is the algorithm's for the space that `--model_config` selects)."""
+    args = build_parser(algorithm).parse_args(argv)
+    if args.config_path is None:
+        args.config_path = get_algorithm(algorithm).default_configs["darts" if args.model_config else "nas-bench-201"]
+    return args
+
+
 def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
     """Parse `argv`, build everything and run (or resume) the search; returns the summary."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm}")
-    args = build_parser(algorithm).parse_args(argv)
+    get_algorithm(algorithm)  # an unknown name stops here
+    args = parse_args(algorithm, argv)
     device = select_device(args.device)
     rank, world_size, local_rank = setup_distributed(device)
     try:
@@ -116,13 +121,14 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
 
 def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank: int, world_size: int,
             local_rank: int) -> dict:
+    spec = get_algorithm(algorithm)
     if world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
     is_main = rank == 0
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
-    config = load_config(args.config_path, overrides=overrides)
     model_config = load_config(args.model_config) if args.model_config else None
     space = "nas-bench-201" if model_config is None else "darts"
+    config = load_config(args.config_path, overrides=overrides)
     arch_name = None if model_config is None else str(model_config.name)
     run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args, space, arch_name)
     if is_main:
@@ -132,7 +138,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     loader, info = get_search_loader(args.dataset, per_process_batch(int(config.batch_size), world_size), device, seed,
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
-    mixer = build_mixer(algorithm, tau=args.tau_max, seed=seed)
+    tau_range = (args.tau_max, args.tau_min) if spec.anneals_tau else None
+    mixer = build_mixer(algorithm, tau=tau_range[0] if tau_range else 1.0, seed=seed)
     channels_last = use_channels_last(args.channels_last, device)
     model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device), channels_last)
     w_optimizer = build_optimizer(config, model.weights())
@@ -145,9 +152,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
 
     logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet, enabled=is_main)
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)
-    run_info = SearchRun(run_dir, seed, space, algorithm if arch_name is None else arch_name, args.dataset, plain_args)
-    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, args.tau_max, args.tau_min,
-                      mixer=mixer, limit_batches=args.limit_batches,
+    run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default")
+    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, tau_range, mixer=mixer, limit_batches=args.limit_batches,
                       benchmark=benchmark_lookup(args, space, logger) if is_main else None,
                       progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
                       channels_last=channels_last)
@@ -164,7 +170,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
 def compiled_forward(algorithm: str, model: torch.nn.Module, args: argparse.Namespace):
     """torch.compile'd forward for `--compile` with DARTS (GDAS's sampled sub-graph changes every step, so
     compiling it would recompile endlessly: it runs eagerly)."""
-    if not args.compile or algorithm == "GDAS":
+    if not args.compile or not get_algorithm(algorithm).compiles:
         return None
     return torch.compile(model)
 
@@ -189,8 +195,8 @@ def _log_start(logger, algorithm, args, device, loader, info, model, config, run
                f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {len(loader)} search pairs of batch "
                f"{config.batch_size} per epoch over {loader.train.world_size} process(es)")
     logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]}")
-    logger.log(f"config: {config.to_dict()} | tau {args.tau_max} -> {args.tau_min} | arch LR "
-               f"{args.arch_learning_rate} wd {args.arch_weight_decay}")
+    tau = f" | tau {args.tau_max} -> {args.tau_min}" if get_algorithm(algorithm).anneals_tau else ""
+    logger.log(f"config: {config.to_dict()}{tau} | arch LR {args.arch_learning_rate} wd {args.arch_weight_decay}")
 
 
 def _log_end(logger, summary: dict, run_info: SearchRun, seconds: float) -> None:

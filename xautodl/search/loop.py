@@ -51,6 +51,7 @@ class SearchRun:
     algorithm: str
     dataset: str
     args: dict = field(default_factory=dict)
+    supernet: str = "default"  # the space's supernet variant: its model config's name (GDAS, GDAS_FRC, DARTS)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -76,13 +77,13 @@ class SearchLoop:
     """Runs (or resumes) a search and writes its checkpoints, logs and summary."""
 
     def __init__(self, model: nn.Module, algorithm: SearchAlgorithm, loader, schedule: CosineWithWarmup,
-                 run: SearchRun, logger: RunLogger, total_epochs: int, tau_max: float = 10.0, tau_min: float = 0.1,
+                 run: SearchRun, logger: RunLogger, total_epochs: int, tau_range: tuple[float, float] | None = None,
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
                  progress: bool = True, is_main: bool = True, print_freq: int = 0,
                  channels_last: bool = False) -> None:
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
         self.run, self.logger, self.total_epochs = run, logger, total_epochs
-        self.tau_max, self.tau_min, self.mixer = tau_max, tau_min, mixer
+        self.tau_range, self.mixer = tau_range, mixer  # tau_range: (tau_max, tau_min), None without annealing
         self.limit_batches, self.benchmark = limit_batches, benchmark
         self.progress, self.is_main, self.print_freq = progress, is_main, print_freq
         self.channels_last = channels_last
@@ -96,6 +97,7 @@ class SearchLoop:
             "kind": CHECKPOINT_KIND,
             "space": self.run.space,
             "algorithm": self.run.algorithm,
+            "supernet": self.run.supernet,
             "dataset": self.run.dataset,
             "seed": self.run.seed,
             "epoch": epoch,
@@ -145,12 +147,13 @@ class SearchLoop:
     def _check_compatible(self, state: dict) -> None:
         from ..errors import CheckpointError
 
-        expected = (CHECKPOINT_KIND, self.run.space, self.run.algorithm)
-        found = (state.get("kind"), state.get("space"), state.get("algorithm"))
+        expected = (CHECKPOINT_KIND, self.run.space, self.run.algorithm, self.run.supernet)
+        found = (state.get("kind"), state.get("space"), state.get("algorithm"), state.get("supernet"))
         if found != expected:
             raise CheckpointError(
-                f"{self.run.checkpoint_path} holds a {found[2]} {found[0]} on the {found[1]} space, not a "
-                f"{expected[2]} search on the {expected[1]} space; use another --save_dir or remove the file")
+                f"{self.run.checkpoint_path} holds a {found[2]} {found[0]} on the {found[1]} space (supernet "
+                f"{found[3]}), not a {expected[2]} search on the {expected[1]} space (supernet {expected[3]}); use "
+                f"another --save_dir or remove the file")
 
     # ------------------------------------------------------------------------------------------------ loop
     def steps_per_epoch(self) -> int:
@@ -159,8 +162,9 @@ class SearchLoop:
 
     def run_epoch(self, epoch: int) -> dict:
         """One epoch of alternating weight and architecture steps; returns its metrics (host numbers)."""
-        tau = tau_at(epoch, self.total_epochs, self.tau_max, self.tau_min)
-        self.model.set_tau(tau)
+        tau = None if self.tau_range is None else tau_at(epoch, self.total_epochs, *self.tau_range)
+        if tau is not None:
+            self.model.set_tau(tau)
         self.loader.set_epoch(epoch)
         self.model.train()
         steps = self.steps_per_epoch()
@@ -199,14 +203,16 @@ class SearchLoop:
         if self.benchmark is not None:
             entry["benchmark"] = self.benchmark(str(genotype))
         epoch = metrics["epoch"]
+        tau_text = "" if metrics["tau"] is None else f"tau {metrics['tau']:.3f} "
         self.logger.log(
             f"epoch {epoch + 1:3d}/{self.total_epochs} | train loss {metrics['train_loss']:.3f} "
             f"acc {metrics['train_acc']:.2f}% | valid loss {metrics['valid_loss']:.3f} acc {metrics['valid_acc']:.2f}% "
-            f"| tau {metrics['tau']:.3f} lr {metrics['lr']:.5f} | {metrics['seconds']:.1f}s")
+            f"| {tau_text}lr {metrics['lr']:.5f} | {metrics['seconds']:.1f}s")
         self.logger.log(f"epoch {epoch + 1:3d} genotype: {genotype}")
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
-        scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")}
+        scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")
+                   if metrics[k] is not None}
         for edge, probs in alphas.items():
             for k, p in enumerate(probs):
                 scalars[f"alpha/{edge}/{k}"] = p
@@ -258,6 +264,7 @@ class SearchLoop:
         return {
             "space": self.run.space,
             "algorithm": self.run.algorithm,
+            "supernet": self.run.supernet,
             "dataset": self.run.dataset,
             "seed": self.run.seed,
             "epochs_done": len(self.history),

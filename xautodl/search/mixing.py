@@ -216,10 +216,3 @@ class GumbelHardMixer:
         self.tau, self.seed = float(state["tau"]), int(state["seed"])
         self._generator = None
         self._pending_state = state.get("generator")
-
-
-def build_mixer(algorithm: str, tau: float = 10.0, seed: int = 0) -> SoftmaxMixer | GumbelHardMixer:
-    """The mixer an algorithm needs: GDAS -> GumbelHardMixer, DARTS-V1/V2 -> SoftmaxMixer."""
-    if algorithm.upper().startswith("GDAS"):
-        return GumbelHardMixer(tau=tau, seed=seed)
-    return SoftmaxMixer()
