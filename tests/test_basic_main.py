@@ -18,7 +18,7 @@ from xautodl.runtime import load_checkpoint, save_checkpoint
 from xautodl.search import cli as search_cli
 from xautodl.spaces.genotypes import DARTS_V2, GDAS_V1, NASNetGenotype
 from xautodl.spaces.nas201 import parse_arch
-from xautodl.spaces.nasnet import build_inference_net
+from xautodl.spaces.nasnet import build_inference_net, network_channels
 from xautodl.train import nasnet_main
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
@@ -91,8 +91,8 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
     written = json.loads((run_dir / "seed-3-summary.json").read_text())
     assert written["history"] == summary["history"]
 
-    net = build_inference_net(GDAS_V1, "cifar", C=8, N=1, num_classes=10)
-    without_aux = build_inference_net(GDAS_V1, "cifar", C=8, N=1, num_classes=10, auxiliary=False)
+    net = build_inference_net(GDAS_V1, dataset="cifar", C=8, N=1, num_classes=10)
+    without_aux = build_inference_net(GDAS_V1, dataset="cifar", C=8, N=1, num_classes=10, auxiliary=False)
     assert written["params"] == pytest.approx(count_params_mb(without_aux))
     assert count_params_mb(net, exclude_prefixes=()) > written["params"]  # the auxiliary head is left out
     assert written["flops"] == pytest.approx(count_flops_m(without_aux, (1, 3, 32, 32)))
@@ -173,7 +173,7 @@ def test_genotype_of_a_gdas_frc_search_checkpoint_trains_with_rounded_channels(w
     assert summary["genotype_name"] == "GDAS-FRC-cifar10-BN1"
     assert summary["channels"] == 8  # 5 rounded up: the fixed reduction cell needs 2C divisible by 8
     assert "init channels 5 -> 8" in (workspace / "retrain" / "seed-3-log.txt").read_text()
-    net = build_inference_net(searched, "cifar", C=8, N=1, num_classes=10, auxiliary=False)
+    net = build_inference_net(searched, dataset="cifar", C=8, N=1, num_classes=10, auxiliary=False)
     assert summary["params"] == pytest.approx(count_params_mb(net))
 
 
@@ -227,11 +227,11 @@ def test_none_config_without_genotype_and_mismatched_configs_are_config_errors(w
                                                        (33, False, 33)])
 def test_channels_round_up_only_for_the_fixed_reduction_cell(channels, fixed, expected):
     genotype = NASNetGenotype(GDAS_V1.normal, GDAS_V1.normal_concat) if fixed else GDAS_V1
-    assert nasnet_main.network_channels(channels, genotype) == expected
-    build_inference_net(genotype, "cifar", C=expected, N=1)  # the rounded width builds
+    assert network_channels(channels, genotype) == expected
+    build_inference_net(genotype, dataset="cifar", C=expected, N=1)  # the rounded width builds
     if expected != channels:
         with pytest.raises(ArchError, match="multiple of 8"):
-            build_inference_net(genotype, "cifar", C=channels, N=1)
+            build_inference_net(genotype, dataset="cifar", C=channels, N=1)
 
 
 def test_imagenet_run_uses_label_smoothing_and_224_inputs(workspace):
@@ -244,7 +244,7 @@ def test_imagenet_run_uses_label_smoothing_and_224_inputs(workspace):
     assert summary["optim_config"]["criterion"] == "SmoothSoftmax"  # the default optimiser config for ImageNet
     assert summary["optim_config"]["label_smooth"] == 0.1
     assert summary["input_size"] == 224
-    net = build_inference_net(GDAS_V1, "imagenet", C=8, N=1, num_classes=1000, auxiliary=False)
+    net = build_inference_net(GDAS_V1, dataset="imagenet", C=8, N=1, num_classes=1000, auxiliary=False)
     assert summary["flops"] == pytest.approx(count_flops_m(net, (1, 3, 224, 224)))
     assert summary["history"][0]["train_count"] == 2
 

@@ -244,12 +244,12 @@ def test_imagenet_net_shapes():
 
 
 def test_build_inference_net_picks_the_dataset_defaults():
-    net = build_inference_net("GDAS_V1", "cifar100", C=8, N=1)
+    net = build_inference_net("GDAS_V1", dataset="cifar100", C=8, N=1)
     assert isinstance(net, NASNetCIFAR) and net.classifier.out_features == 100
-    net = build_inference_net(get_genotype("GDAS_V1").to_dict(), "imagenet-1k", C=8, N=1, auxiliary=False)
+    net = build_inference_net(get_genotype("GDAS_V1").to_dict(), 8, 1, dataset="imagenet-1k", auxiliary=False)
     assert isinstance(net, NASNetImageNet) and net.classifier.out_features == 1000
     with pytest.raises(ArchError, match="ImageNet16-120"):
-        build_inference_net("GDAS_V1", "ImageNet16-120")
+        build_inference_net("GDAS_V1", dataset="ImageNet16-120")
 
 
 def test_published_gdas_cifar_size():

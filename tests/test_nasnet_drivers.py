@@ -15,6 +15,7 @@ import pytest
 
 from fakedata import write_cifar10, write_split_file
 from xautodl.config_utils import load_config, resolve_config_path
+from xautodl.errors import ConfigError
 from xautodl.runtime import load_checkpoint
 from xautodl.search import cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
@@ -92,7 +93,8 @@ def test_nasnet_search_commands(tmp_path, echo_python, script, entry, arch, opts
     else:
         assert not hasattr(args, "tau_max")  # DARTS has no temperature, so no flag to set one
     model_config = load_config(args.model_config)
-    assert cli.default_save_dir(entry, args, "darts", str(model_config.name)) == Path(
+    assert args.search_space_name == "nasnet"
+    assert cli.default_save_dir(entry, args, str(model_config.name)) == Path(
         f"output/search-cell-darts/{folder}-cifar100-BN0")
     for path in (args.model_config, args.config_path):
         assert resolve_config_path(path).is_file()
@@ -106,7 +108,8 @@ def test_nb201_search_commands_leave_the_original_settings_to_the_entry_point(tm
     args = cli.parse_args(entry, command[1:])
     assert args.config_path == f"configs/nas-benchmark/algos/{config}.config"
     assert (args.channel, args.num_cells, args.max_nodes) == (16, 5, 4)
-    assert cli.default_save_dir(entry, args, "nas-bench-201", None) == Path(
+    assert args.search_space_name == "nas-bench-201"
+    assert cli.default_save_dir(entry, args, None) == Path(
         f"output/search-cell-nas-bench-201/{entry}-cifar10-BN1")
 
 
@@ -182,7 +185,7 @@ def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorit
     run_dir = workspace / "output" / "search-cell-darts" / f"{folder}-cifar10-BN1"
     state = load_checkpoint(run_dir / "checkpoint" / "seed-7-basic.pth")
     assert (state["space"], state["algorithm"], state["supernet"], state["finished"]) == (
-        "darts", algorithm, supernet, True)
+        "nasnet", algorithm, supernet, True)
     assert state["args"]["config_path"].startswith("configs/search-opts/")
     genotype = NASNetGenotype.from_dict(json.loads((run_dir / "seed-7-summary.json").read_text())["final_genotype_dict"])
     assert not genotype.fixed_reduction
@@ -201,3 +204,22 @@ def test_gdas_frc_search_then_retrain_with_its_checkpoint(workspace):
     summary = json.loads(summary_path.read_text())
     assert NASNetGenotype.from_dict(summary["genotype"]) == searched
     assert summary["channels"] == 8 and len(summary["history"]) == 1
+
+
+def test_search_space_name_selects_the_space_and_flags_of_the_other_space_are_refused():
+    nasnet = cli.parse_args("GDAS", ["--dataset", "cifar10", "--search_space_name", "darts"])
+    assert nasnet.search_space_name == "nasnet"
+    assert nasnet.model_config == "configs/search-archs/GDAS-NASNet-CIFAR.config"
+    assert nasnet.config_path == "configs/search-opts/GDAS-NASNet-CIFAR.config"
+    assert cli.default_save_dir("GDAS", nasnet, "GDAS") == Path("output/search-cell-darts/GDAS-cifar10-BN1")
+    darts = cli.parse_args("DARTS-V2", ["--dataset", "cifar10", "--search_space_name", "nasnet"])
+    assert darts.model_config == "configs/search-archs/DARTS-NASNet-CIFAR.config"
+    assert cli.default_save_dir("DARTS-V2", darts, "DARTS") == Path("output/search-cell-darts/DARTS-V2-cifar10-BN1")
+    with pytest.raises(ConfigError, match="--max_nodes size"):
+        cli.parse_args("GDAS", ["--dataset", "cifar10", "--model_config", nasnet.model_config, "--max_nodes", "5"])
+    with pytest.raises(ConfigError, match="describes a NASNet supernet, but the space is nas-bench-201"):
+        cli.parse_args("GDAS", ["--dataset", "cifar10", "--search_space_name", "nas-bench-201", "--model_config",
+                                nasnet.model_config])
+    nb201 = cli.parse_args("GDAS", ["--dataset", "cifar10", "--channel", "8"])
+    assert (nb201.search_space_name, nb201.channel, nb201.num_cells, nb201.model_config) == (
+        "nas-bench-201", 8, 5, None)

@@ -134,8 +134,8 @@ def build_ours(case: dict) -> nn.Module:
         model = NASNetSupernet(case["C"], case["N"], 4, 4, 3, case["classes"], mixer, DARTS_OPS, affine=False,
                                track_running_stats=case["track"], fixed_reduction=case["name"] == "GDAS_FRC")
     elif kind == "infer":
-        model = build_inference_net(parse_genotype(case["genotype"]), case["dataset"], C=case["C"], N=case["N"],
-                                    num_classes=case["classes"], auxiliary=True)
+        model = build_inference_net(parse_genotype(case["genotype"]), case["C"], case["N"], case["classes"],
+                                    dataset=case["dataset"], auxiliary=True)
         model.drop_path_prob = case["drop_prob"]
     elif kind == "op":
         model = build_op(case["name"], case["C_in"], case["C_out"], case["stride"], case["affine"], True)

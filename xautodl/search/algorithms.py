@@ -202,7 +202,8 @@ class DartsV2(SearchAlgorithm):
 class AlgorithmSpec:
     """One row of the algorithm registry: everything the rest of the code asks about an algorithm.
 
-    `default_configs` maps a space name to the optimisation config the original tool used there; `anneals_tau`
+    `default_configs` maps a space name to the optimisation config the original tool used there,
+    `default_supernet` is its NASNet supernet config (what `--search_space_name darts` alone selects); `anneals_tau`
     says whether the Gumbel temperature means anything (GDAS) and is therefore scheduled, logged and plotted;
     `compiles` whether `--compile` applies (a GDAS forward changes its sub-graph every step, so it runs eagerly).
     """
@@ -211,6 +212,7 @@ class AlgorithmSpec:
     step: type[SearchAlgorithm]
     make_mixer: Callable[[float, int], Mixer]
     default_configs: Mapping[str, str]
+    default_supernet: str
     anneals_tau: bool
     compiles: bool
 
@@ -219,13 +221,16 @@ _NB201_CONFIGS = "configs/nas-benchmark/algos"
 REGISTRY: dict[str, AlgorithmSpec] = {spec.name: spec for spec in (
     AlgorithmSpec("GDAS", GDAS, lambda tau, seed: GumbelHardMixer(tau=tau, seed=seed),
                   {"nas-bench-201": f"{_NB201_CONFIGS}/GDAS.config",
-                   "darts": "configs/search-opts/GDAS-NASNet-CIFAR.config"}, anneals_tau=True, compiles=False),
+                   "nasnet": "configs/search-opts/GDAS-NASNet-CIFAR.config"},
+                  "configs/search-archs/GDAS-NASNet-CIFAR.config", anneals_tau=True, compiles=False),
     AlgorithmSpec("DARTS-V1", DartsV1, lambda tau, seed: SoftmaxMixer(),
                   {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
-                   "darts": "configs/search-opts/DARTS-NASNet-CIFAR.config"}, anneals_tau=False, compiles=True),
+                   "nasnet": "configs/search-opts/DARTS-NASNet-CIFAR.config"},
+                  "configs/search-archs/DARTS-NASNet-CIFAR.config", anneals_tau=False, compiles=True),
     AlgorithmSpec("DARTS-V2", DartsV2, lambda tau, seed: SoftmaxMixer(),
                   {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
-                   "darts": "configs/search-opts/DARTS-NASNet-CIFAR.config"}, anneals_tau=False, compiles=True),
+                   "nasnet": "configs/search-opts/DARTS-NASNet-CIFAR.config"},
+                  "configs/search-archs/DARTS-NASNet-CIFAR.config", anneals_tau=False, compiles=True),
 )}
 ALGORITHMS = tuple(REGISTRY)
 

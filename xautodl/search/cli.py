@@ -16,12 +16,13 @@ import torch
 
 from ..config_utils import load_config
 from ..datasets import get_search_loader
-from ..errors import XAutoDLError
+from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, cleanup_distributed, per_process_batch, setup_distributed
 from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
+from ..spaces import SPACE_NAMES, canonical_space_name, get_space
 from ..train.optim import build_criterion, build_optimizer
 from ..train.schedules import CosineWithWarmup
 from .algorithms import build_algorithm, build_mixer, get_algorithm
@@ -31,21 +32,28 @@ from .loop import SearchLoop, SearchRun
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
 
 
+# Flags that size the NAS-Bench-201 supernet (the NASNet one takes its size from --model_config), with the attribute
+# of the space's `build_supernet` each one sets.
+NB201_SIZE_FLAGS = {"channel": "C", "num_cells": "N", "max_nodes": "max_nodes"}
+
+
 def build_parser(algorithm: str) -> argparse.ArgumentParser:
+    spec = get_algorithm(algorithm)
     parser = EntryParser(
         prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
     add = parser.add_argument
     add("--dataset", required=True, choices=SEARCH_DATASETS)
-    add("--search_space_name", default="nas-bench-201", help="nas-bench-201 or darts")
-    add("--max_nodes", type=int, default=4)
-    add("--channel", type=int, default=16)
-    add("--num_cells", type=int, default=5)
+    add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],
+        help="the space: nas-bench-201 (default), or nasnet (alias darts), which is also what --model_config selects")
+    add("--max_nodes", type=int, default=None, help="NAS-Bench-201 cell nodes (default 4)")
+    add("--channel", type=int, default=None, help="NAS-Bench-201 supernet channels (default 16)")
+    add("--num_cells", type=int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
     add("--track_running_stats", type=int, choices=(0, 1), default=1)
-    defaults = get_algorithm(algorithm).default_configs
-    add("--config_path", default=None,
-        help=f"optimisation config (default {defaults['nas-bench-201']}; with --model_config {defaults['darts']})")
-    add("--model_config", default=None, help="NASNet supernet config (configs/search-archs/...)")
-    if get_algorithm(algorithm).anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
+    add("--config_path", default=None, help=f"optimisation config (default {spec.default_configs['nas-bench-201']}; "
+                                            f"on the NASNet space {spec.default_configs['nasnet']})")
+    add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; default on the "
+                                             f"NASNet space {spec.default_supernet})")
+    if spec.anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
         add("--tau_max", type=float, default=10.0, help="Gumbel-softmax temperature of the first epoch")
         add("--tau_min", type=float, default=0.1, help="temperature of the last epoch (annealed linearly)")
     add("--arch_learning_rate", type=float, default=3e-4)
@@ -61,34 +69,55 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     return parser
 
 
-def default_save_dir(algorithm: str, args: argparse.Namespace, space: str, arch_name: str | None) -> Path:
-    name = algorithm if arch_name is None else {"GDAS": "GDAS", "GDAS_FRC": "GDAS-FRC", "DARTS": "DARTS-V1"}.get(
-        arch_name, arch_name)
-    folder = "search-cell-nas-bench-201" if space == "nas-bench-201" else "search-cell-darts"
+def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The entry point's arguments with the space resolved and the defaults that depend on it filled in.
+
+    The space is `--search_space_name`, else NASNet when `--model_config` is given, else NAS-Bench-201. Flags that
+    do not apply to that space are refused (never silently ignored).
+    """
+    spec = get_algorithm(algorithm)
+    args = build_parser(algorithm).parse_args(argv)
+    space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
+    args.search_space_name = space
+    if space == "nasnet":
+        given = [f"--{flag}" for flag in NB201_SIZE_FLAGS if getattr(args, flag) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} size(s) the NAS-Bench-201 supernet; the NASNet supernet's size "
+                              f"comes from --model_config (C, N, steps, ...). Drop {', '.join(given)} or edit a copy "
+                              f"of {args.model_config or spec.default_supernet}")
+        args.model_config = args.model_config or spec.default_supernet
+    else:
+        if args.model_config:
+            raise ConfigError(f"--model_config {args.model_config} describes a NASNet supernet, but the space is "
+                              f"{space}; drop --search_space_name (or pass --search_space_name darts)")
+        nas201 = get_space(space)
+        defaults = {"channel": nas201.DEFAULT_CHANNELS, "num_cells": nas201.DEFAULT_CELLS, "max_nodes": nas201.NUM_NODES}
+        for flag, default in defaults.items():
+            setattr(args, flag, default if getattr(args, flag) is None else getattr(args, flag))
+    if args.config_path is None:
+        args.config_path = spec.default_configs[space]
+    return args
+
+
+def default_save_dir(algorithm: str, args: argparse.Namespace, supernet: str | None) -> Path:
+    """The original tool's output folder: output/search-cell-{space}/{run name}-{dataset}-BN{bn}, the run name
+    being the algorithm, with -FRC for the fixed-reduction NASNet supernet."""
+    name = algorithm + ("-FRC" if supernet == "GDAS_FRC" else "")
+    folder = get_space(args.search_space_name).OUTPUT_FOLDER
     return Path("output") / folder / f"{name}-{args.dataset}-BN{args.track_running_stats}"
 
 
-def build_supernet(args, model_config, num_classes: int, mixer) -> torch.nn.Module:
-    """The NB201 supernet, or the NASNet one when a NASNet model config is given."""
-    track = bool(args.track_running_stats)
-    if model_config is None:
-        from ..spaces.nas201 import NB201Supernet
-
-        model = NB201Supernet(args.channel, args.num_cells, num_classes, mixer, max_nodes=args.max_nodes,
-                              affine=False, track_running_stats=track)
-        return model
-    from ..spaces.nasnet import NASNetSupernet
-
-    model = NASNetSupernet(int(model_config.C), int(model_config.N), int(model_config.steps),
-                           int(model_config.multiplier), int(model_config.stem_multiplier), num_classes, mixer,
-                           affine=False, track_running_stats=track,
-                           fixed_reduction=model_config.name == "GDAS_FRC")
-    return model
+def build_supernet(args: argparse.Namespace, model_config, num_classes: int, mixer) -> torch.nn.Module:
+    """The supernet of the space the arguments chose."""
+    space = get_space(args.search_space_name)
+    options = ({"model_config": model_config} if model_config is not None else
+               {attribute: getattr(args, flag) for flag, attribute in NB201_SIZE_FLAGS.items()})
+    return space.build_supernet(mixer, num_classes, track_running_stats=bool(args.track_running_stats), **options)
 
 
 def benchmark_lookup(args, space: str, logger: RunLogger):
     """A function arch string -> benchmark result, or None when unavailable or not applicable."""
-    if space != "nas-bench-201" or args.no_benchmark:
+    if space != "nas-bench-201" or args.no_benchmark:  # NATS-Bench covers the NAS-Bench-201 space only
         return None
     from ..bench import open_benchmark
 
@@ -96,15 +125,6 @@ def benchmark_lookup(args, space: str, logger: RunLogger):
     if bench is None:
         return None
     return lambda arch: bench.query(arch).to_dict()
-
-
-def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The entry point's arguments, with the defaults that depend on other flags filled in (the optimisation
-    config is the algorithm's for the space that `--model_config` selects)."""
-    args = build_parser(algorithm).parse_args(argv)
-    if args.config_path is None:
-        args.config_path = get_algorithm(algorithm).default_configs["darts" if args.model_config else "nas-bench-201"]
-    return args
 
 
 def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
@@ -126,11 +146,11 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
         device = torch.device("cuda", local_rank)
     is_main = rank == 0
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
+    space = args.search_space_name
     model_config = load_config(args.model_config) if args.model_config else None
-    space = "nas-bench-201" if model_config is None else "darts"
     config = load_config(args.config_path, overrides=overrides)
     arch_name = None if model_config is None else str(model_config.name)
-    run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args, space, arch_name)
+    run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args, arch_name)
     if is_main:
         _check_writable(run_dir)
     # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
@@ -161,7 +181,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     started = time.time()
     summary = loop.run_search()
     _log_end(logger, summary, run_info, time.time() - started)
-    if space == "darts" and is_main:
+    if space == "nasnet" and is_main:
         _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
     logger.close()
     return summary

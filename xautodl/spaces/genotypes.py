@@ -23,7 +23,7 @@ from .ops import canonical_op_name
 Step = tuple[tuple[str, int], ...]
 CellSteps = tuple[Step, ...]
 
-SPACE_NAME = "nasnet"
+SPACE_NAME = "nasnet"  # this space's one name in code and files (the original tool said "darts")
 FIXED_REDUCTION_TEXT = "fixed (GDAS-FRC reduction cell)"
 
 

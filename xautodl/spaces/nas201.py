@@ -4,7 +4,8 @@ A cell has 4 nodes: node 0 is the cell input, node i >= 1 sums one edge from eve
 outputs its last node. Each of the 6 edges carries one of five ops (`NB201_OPS`). An architecture is written
 `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`: one `+`-separated group per node 1..3, each entry `op~j` the edge j -> i.
 
-The module itself is the space's interface (DESIGN.md, "Space"): `parse`, `validate`, `build_inference_net`.
+The module itself is the space's interface (`xautodl.spaces.SearchSpace`): `SPACE_NAME`, `OUTPUT_FOLDER`, `parse`,
+`validate`, `build_supernet`, `build_inference_net`, `network_channels`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from ..errors import ArchError
 from .ops import NB201_OPS, OPS, ReLUConvBN
 
 SPACE_NAME = "nas-bench-201"
+OUTPUT_FOLDER = "search-cell-nas-bench-201"
 NUM_NODES = 4
+# The benchmark's network: C=16 channels, N=5 cells per stage (the defaults of the search and of train-a-net).
+DEFAULT_CHANNELS, DEFAULT_CELLS = 16, 5
 
 KNOWN_ARCHS: dict[str, str] = {
     "resnet": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|",
@@ -265,9 +269,15 @@ class TinyNetwork(_MacroNet):
         return self._classify(x)
 
 
-def build_inference_net(genotype: Arch | str | Mapping[str, Any], C: int, N: int, num_classes: int) -> TinyNetwork:
+def build_inference_net(genotype: Arch | str | Mapping[str, Any], C: int = DEFAULT_CHANNELS, N: int = DEFAULT_CELLS,
+                        num_classes: int = 10) -> TinyNetwork:
     """The inference network of a genotype (Arch, arch string / name, or `to_dict()` form)."""
     return TinyNetwork(validate(genotype), C, N, num_classes)
+
+
+def network_channels(C: int, genotype: Arch) -> int:
+    """Every C builds in this space."""
+    return C
 
 
 class SearchCell(nn.Module):
@@ -337,3 +347,10 @@ class NB201Supernet(_MacroNet):
         """softmax(alpha) of every edge, keyed 'node<-input', in op_names order (for logging)."""
         probs = F.softmax(self.arch_parameters.detach(), dim=-1).cpu().tolist()
         return {f"{node}<-{source}": row for (node, source), row in zip(edge_list(self.max_nodes), probs)}
+
+
+def build_supernet(mixer: Any, num_classes: int, *, track_running_stats: bool = True, C: int = DEFAULT_CHANNELS,
+                   N: int = DEFAULT_CELLS, max_nodes: int = NUM_NODES) -> NB201Supernet:
+    """The search supernet (search cells' BN without affine, as in the original)."""
+    return NB201Supernet(C, N, num_classes, mixer, max_nodes=max_nodes, affine=False,
+                         track_running_stats=track_running_stats)

@@ -4,10 +4,12 @@ A cell takes two inputs (the outputs of the two previous cells), preprocesses bo
 nodes; node k = 2 + i (step i) sums operations applied to earlier nodes. The cell output concatenates the step nodes.
 In a reduction cell, the edges leaving the two cell inputs have stride 2. Genotypes live in `genotypes.py`.
 
-The module itself is the space's interface (DESIGN.md, "Space"): `parse`, `validate`, `build_inference_net`.
+The module itself is the space's interface (`xautodl.spaces.SearchSpace`): `SPACE_NAME`, `OUTPUT_FOLDER`, `parse`,
+`validate`, `build_supernet`, `build_inference_net`, `network_channels`.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -15,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
-from .genotypes import CellGenotype, NASNetGenotype, parse_genotype
+from .genotypes import SPACE_NAME, CellGenotype, NASNetGenotype, parse_genotype
 from .ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, canonical_op_name
 
-SPACE_NAME = "nasnet"
+OUTPUT_FOLDER = "search-cell-darts"  # the original tool's name for this space's search runs
 FRC_GROUPS = 8
 
 # The space interface of DESIGN.md.
@@ -414,9 +416,21 @@ _DATASET_KINDS = {"cifar": "cifar", "cifar10": "cifar", "cifar100": "cifar", "im
 _DEFAULT_CLASSES = {"cifar": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000, "imagenet-1k": 1000}
 
 
-def build_inference_net(genotype: NASNetGenotype | str | Mapping[str, Any], dataset: str = "cifar",
-                        C: int | None = None, N: int | None = None, stem_multiplier: int = 3,
-                        num_classes: int | None = None, auxiliary: bool = True) -> NASNetCIFAR | NASNetImageNet:
+def network_channels(C: int, genotype: NASNetGenotype) -> int:
+    """The init channels to build for `genotype`: C, rounded up for the fixed GDAS-FRC reduction cell when needed.
+
+    The fixed reduction cell's grouped convolutions need its channels (2C and 4C) to be multiples of FRC_GROUPS,
+    so a genotype without a reduction cell gets the next C that is a multiple of FRC_GROUPS / 2 (33 -> 36).
+    """
+    if not genotype.fixed_reduction:
+        return C
+    multiple = math.lcm(2, FRC_GROUPS) // 2
+    return -(-C // multiple) * multiple
+
+
+def build_inference_net(genotype: NASNetGenotype | str | Mapping[str, Any], C: int | None = None,
+                        N: int | None = None, num_classes: int | None = None, *, dataset: str = "cifar",
+                        stem_multiplier: int = 3, auxiliary: bool = True) -> NASNetCIFAR | NASNetImageNet:
     """The evaluation net of a genotype for `dataset` ("cifar", "cifar10", "cifar100", "imagenet", "imagenet-1k").
 
     C and N default to the published settings (CIFAR 36 / 6, ImageNet 50 / 4), num_classes to the dataset's.
@@ -431,3 +445,15 @@ def build_inference_net(genotype: NASNetGenotype | str | Mapping[str, Any], data
     if kind == "cifar":
         return NASNetCIFAR(genotype, C or 36, N or 6, stem_multiplier, num_classes, auxiliary)
     return NASNetImageNet(genotype, C or 50, N or 4, num_classes, auxiliary)
+
+
+def build_supernet(mixer: Any, num_classes: int, *, track_running_stats: bool = True,
+                   model_config: Mapping[str, Any] | Any) -> NASNetSupernet:
+    """The search supernet of a `configs/search-archs/*NASNet*.config` (C, N, steps, multiplier, stem_multiplier;
+    name GDAS_FRC for the fixed reduction cell). Search cells use BN without affine, as in the original."""
+    def value(key: str) -> Any:
+        return model_config[key] if isinstance(model_config, Mapping) else getattr(model_config, key)
+
+    return NASNetSupernet(int(value("C")), int(value("N")), int(value("steps")), int(value("multiplier")),
+                          int(value("stem_multiplier")), num_classes, mixer, affine=False,
+                          track_running_stats=track_running_stats, fixed_reduction=str(value("name")) == "GDAS_FRC")

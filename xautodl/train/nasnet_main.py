@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
-from ..spaces.nasnet import FRC_GROUPS, build_inference_net
+from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
 from ..utils.flops import count_flops_m, count_params_mb
 from .loop import Trainer, TrainPaths, TrainSettings, training_module
 from .optim import build_criterion, build_optimizer
@@ -165,18 +164,6 @@ def _search_progress_note(state: Mapping[str, Any], path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ network
-def network_channels(channels: int, genotype: NASNetGenotype) -> int:
-    """The init channels to build: `channels`, rounded up for the fixed GDAS-FRC reduction cell when needed.
-
-    The fixed reduction cell's grouped convolutions need its channels (2C and 4C) to be multiples of FRC_GROUPS,
-    so a genotype without a reduction cell gets the next C that is a multiple of FRC_GROUPS / 2 (33 -> 36).
-    """
-    if not genotype.fixed_reduction:
-        return channels
-    multiple = math.lcm(2, FRC_GROUPS) // 2
-    return -(-channels // multiple) * multiple
-
-
 def net_kind(model_config: Config, dataset: str) -> str:
     """The evaluation net ("cifar" or "imagenet") of the arch config, which must suit `dataset`."""
     expected = NET_KINDS[dataset]
@@ -192,7 +179,7 @@ def net_kind(model_config: Config, dataset: str) -> str:
 def build_network(model_config: Config, kind: str, choice: GenotypeChoice, num_classes: int,
                   auxiliary: bool) -> nn.Module:
     channels = network_channels(int(model_config.ichannel), choice.genotype)
-    return build_inference_net(choice.genotype, kind, C=channels, N=int(model_config.layers),
+    return build_inference_net(choice.genotype, C=channels, N=int(model_config.layers), dataset=kind,
                                stem_multiplier=int(model_config.get("stem_multi") or 3), num_classes=num_classes,
                                auxiliary=auxiliary)
 
