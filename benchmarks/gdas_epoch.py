@@ -27,7 +27,7 @@ from xautodl.search.algorithms import build_algorithm  # noqa: E402
 from xautodl.search.loop import SearchLoop, SearchRun  # noqa: E402
 from xautodl.search.mixing import GumbelHardMixer  # noqa: E402
 from xautodl.spaces.nas201 import NB201Supernet  # noqa: E402
-from xautodl.train.schedules import CosineWithWarmup  # noqa: E402
+from xautodl.optim.schedules import CosineWithWarmup  # noqa: E402
 
 VARIANTS = {"fp32": ("off", False), "bf16": ("bf16", False), "fp32+cl": ("off", True), "bf16+cl": ("bf16", True)}
 

@@ -10,7 +10,7 @@ clipped to 5) followed by an architecture step on a valid batch (Adam 3e-4, beta
 supernet of C=16, N=5, 4 nodes, the five NAS-Bench-201 ops, search-cell BN with affine=False and
 track_running_stats=True, 10 classes, 32x32 synthetic inputs (fixed seed), GDAS at tau 10.
 
-- Ours is built the way `xautodl.search.cli.run` builds it (NB201Supernet + build_mixer + build_algorithm, the
+- Ours is built the way `xautodl.commands.search.run` builds it (NB201Supernet + build_mixer + build_algorithm, the
   optimiser from the algorithm's shipped config) and stepped with `weight_step` then `arch_step`.
 - The reference is `xautodl.models.get_cell_based_tiny_net` stepped the way the original search scripts did: backward,
   clip_grad_norm_(5), SGD step; backward, Adam step. Its DARTS-V2 architecture step is written here after the
@@ -69,7 +69,7 @@ Iteration = Callable[[Batch, Batch], None]
 
 # ------------------------------------------------------------------------------------------------ our iteration
 def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = "auto") -> tuple[Iteration, int, bool]:
-    """Our iteration, built like `xautodl.search.cli.run`, the number of weights, and whether it is channels-last.
+    """Our iteration, built like `xautodl.commands.search.run`, the number of weights, and whether it is channels-last.
 
     `channels_last` is the entry point's `--channels_last` setting (auto: channels-last on CPU, not on CUDA).
     """
@@ -78,7 +78,7 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
     from xautodl.search.algorithms import build_algorithm, build_mixer, get_algorithm
     from xautodl.runtime.precision import use_channels_last
     from xautodl.spaces.nas201 import NB201Supernet
-    from xautodl.train.optim import build_criterion, build_optimizer
+    from xautodl.optim.optimizers import build_criterion, build_optimizer
 
     config_path = get_algorithm(algo).default_configs["nas-bench-201"]
     config = load_config(config_path)

@@ -5,4 +5,4 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_venv
-exec "$PY" -m xautodl.demo "$@"
+exec "$PY" -m xautodl.commands.demo "$@"

@@ -1,4 +1,4 @@
-"""basic-main (xautodl.train.nasnet_main) on tiny data in the real formats: outputs, resume, genotype sources."""
+"""basic-main (xautodl.commands.basic_main) on tiny data in the real formats: outputs, resume, genotype sources."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,11 @@ import torch
 from fakedata import write_cifar10, write_image_folder, write_split_file
 from xautodl.errors import ArchError, CheckpointError, ConfigError
 from xautodl.runtime import load_checkpoint, save_checkpoint
-from xautodl.search import cli as search_cli
+from xautodl.commands import search as search_cli
 from xautodl.spaces.genotypes import DARTS_V2, GDAS_V1, NASNetGenotype
 from xautodl.spaces.nas201 import parse_arch
 from xautodl.spaces.nasnet import build_inference_net, network_channels
-from xautodl.train import nasnet_main
+from xautodl.commands import basic_main as nasnet_main
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
 
@@ -257,7 +257,7 @@ def test_two_processes_train_identical_weights(workspace):
         "import sys\n"
         "from pathlib import Path\n"
         "from xautodl.runtime import world_info\n"
-        "from xautodl.train import loop, nasnet_main\n"
+        "from xautodl.train import loop\nfrom xautodl.commands import basic_main as nasnet_main\n"
         "real_fit = loop.Trainer.fit\n"
         "def fit(self):\n"
         "    history = real_fit(self)\n"

@@ -16,7 +16,7 @@ from xautodl.bench import (
     find_benchmark,
     open_benchmark,
 )
-from xautodl.bench.__main__ import main
+from xautodl.commands.bench import main
 from xautodl.errors import ArchError, DataError
 from xautodl.runtime.cli import main_guard
 from xautodl.spaces.nas201 import parse_arch

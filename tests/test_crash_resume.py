@@ -25,11 +25,11 @@ import torch
 
 import fakedata
 from xautodl.runtime import load_checkpoint, load_resume_checkpoint, previous_path
-from xautodl.search import cli
+from xautodl.commands import search as cli
 from xautodl.search import loop as search_loop
 from xautodl.search.loop import SearchLoop
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
-from xautodl.train import nasnet_main, nb201
+from xautodl.commands import basic_main as nasnet_main, train_a_net as nb201
 from xautodl.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ import torch.utils.tensorboard
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import xautodl.runtime.checkpoint as checkpoint
-import xautodl.search.cli
-import xautodl.train.nb201
+import xautodl.commands.search
+import xautodl.commands.train_a_net
 
 
 def die():

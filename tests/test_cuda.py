@@ -8,7 +8,7 @@ import torch
 
 from xautodl.datasets import BatchAugment, ImageTensors, TensorLoader, dataset_info
 from xautodl.runtime import load_checkpoint
-from xautodl.search import cli
+from xautodl.commands import search as cli
 from xautodl.search.mixing import GumbelHardMixer
 
 pytestmark = pytest.mark.cuda

@@ -8,6 +8,8 @@ weight, sums a node's edges and concatenates the last `multiplier` nodes. It run
 (same weights, fresh BatchNorm statistics, contiguous layout) so that neither side sees the other's BN updates.
 
 Everything is float64 and compared with `torch.testing.assert_close` defaults for float64 (rtol 1e-7, atol 1e-7).
+The last test checks that a channels-last cell's output stays channels-last (also when a GDAS node sampled `none` on
+every edge, whose zeros once came out contiguous).
 """
 from __future__ import annotations
 
@@ -78,6 +80,10 @@ def _setup(kind: str, layout: torch.memory_format):
     s0 = s0.contiguous(memory_format=layout).requires_grad_()
     s1 = s1.contiguous(memory_format=layout).requires_grad_()
     assert isinstance(cell.preprocess0, FactorizedReduce if reduction_prev else ReLUConvBN)
+    if layout == torch.channels_last:  # the layout is real: inputs and conv weights are channels-last
+        assert not s0.is_contiguous() and s0.is_contiguous(memory_format=layout)
+        depthwise = cell.edges[0][DARTS_OPS.index("sep_conv_3x3")][0][1].weight  # (C, 1, 3, 3): both layouts
+        assert depthwise.stride() == (9, 1, 3, 1)  # contiguous would be (9, 9, 3, 1)
     return cell, reference, s0, s1, _alphas()
 
 
@@ -202,7 +208,7 @@ def _covering_seed(alphas: torch.Tensor) -> int:
     raise AssertionError("no seed below 200 gives a covering GDAS sample")
 
 
-def _check_gdas_sample(sample, alphas: torch.Tensor, unsampled_gradient: bool) -> list[int]:
+def _check_gdas_sample(sample, unsampled_gradient: bool) -> list[int]:
     """The sample's chosen ops, checked for coverage and consistency with its weights."""
     chosen = [ops[0] for ops in sample.active]
     assert all(len(ops) == 1 for ops in sample.active)
@@ -226,7 +232,7 @@ def test_gdas_cell_equals_the_straight_through_sample(kind, layout, unsampled_gr
     seed = _covering_seed(alphas)
     sample = GumbelHardMixer(tau=TAU, seed=seed)(alphas, DARTS_OPS, unsampled_gradient=unsampled_gradient)
     assert sample.differentiable
-    chosen = _check_gdas_sample(sample, alphas, unsampled_gradient)
+    chosen = _check_gdas_sample(sample, unsampled_gradient)
     out = cell(s0, s1, sample)
     expected = _textbook_cell(reference, s0, s1, _gdas_edge(sample.weights, chosen, unsampled_gradient))
     grads = _assert_cell_matches(cell, reference, s0, s1, out, expected, alphas)
@@ -254,7 +260,7 @@ def test_gdas_weight_step_with_frozen_alphas_uses_host_weights_and_equals_the_te
         sample = GumbelHardMixer(tau=TAU, seed=seed)(alphas, DARTS_OPS)
         assert not sample.differentiable and sample.host_weights is not None
         assert sample.active == differentiable.active  # the weight step sees the sample the alpha step would
-        chosen = _check_gdas_sample(sample, alphas, True)
+        chosen = _check_gdas_sample(sample, True)
         assert [w for (w,) in sample.host_weights] == [sample.weights[e, k].item() for e, k in enumerate(chosen)]
         out = cell(s0, s1, sample)
         expected = _textbook_cell(reference, s0, s1, _gdas_edge(sample.weights, chosen, False))
@@ -263,3 +269,14 @@ def test_gdas_weight_step_with_frozen_alphas_uses_host_weights_and_equals_the_te
     for name, owner in _parameter_owners(cell).items():
         sampled = owner is None or chosen[owner[0]] == owner[1]
         assert (grads[name] is not None) == sampled, name
+
+
+@pytest.mark.parametrize("mixer", ["darts", "gdas_all_none_node"])
+def test_channels_last_cell_output_stays_channels_last(mixer):
+    cell, _, s0, s1, alphas = _setup("normal", torch.channels_last)
+    if mixer == "darts":
+        sample = SoftmaxMixer()(alphas, DARTS_OPS)
+    else:
+        sample = GumbelHardMixer(tau=TAU, seed=_covering_seed(alphas))(alphas, DARTS_OPS)
+        _check_gdas_sample(sample, True)
+    assert cell(s0, s1, sample).is_contiguous(memory_format=torch.channels_last)

@@ -17,7 +17,7 @@ from fakedata import write_cifar10, write_split_file
 from xautodl.config_utils import load_config, resolve_config_path
 from xautodl.errors import ConfigError
 from xautodl.runtime import load_checkpoint
-from xautodl.search import cli
+from xautodl.commands import search as cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from test_bench import write_benchmark_folder
 from xautodl.datasets import load_images
 from xautodl.runtime import load_checkpoint
 from xautodl.spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
-from xautodl.train import nb201
+from xautodl.commands import train_a_net as nb201
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xautodl.runtime import load_checkpoint
-from xautodl.search import cli
+from xautodl.commands import search as cli
 from xautodl.search.loop import SearchLoop
 
 TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
@@ -138,7 +138,7 @@ def test_resuming_a_checkpoint_of_another_supernet_stops_with_a_clear_message(tm
 
 def test_darts_has_no_temperature_to_log_or_set(tmp_path, capsys):
     """DARTS mixes with softmax: its history records no tau, its log shows none, and it has no tau flags."""
-    from xautodl.summary import format_history_table
+    from xautodl.commands.summary import format_history_table
 
     summary = search(tmp_path, "run", "DARTS-V1", epochs=1)
     assert summary["history"][0]["tau"] is None and summary["algorithm"] == "DARTS-V1"

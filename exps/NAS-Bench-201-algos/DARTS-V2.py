@@ -3,7 +3,7 @@
 Usage: python exps/NAS-Bench-201-algos/DARTS-V2.py --dataset cifar10 --track_running_stats 1 --rand_seed -1 [flags]
 (see `--help`; the driver is scripts-search/algos/DARTS-V2.sh).
 """
-from xautodl.search.cli import main
+from xautodl.commands.search import main
 
 if __name__ == "__main__":
     main("DARTS-V2")

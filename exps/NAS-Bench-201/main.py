@@ -2,7 +2,7 @@
 
 Usage: python exps/NAS-Bench-201/main.py --arch '<arch string or name>' --channel 16 --num_cells 5 [flags]
 """
-from xautodl.train.nb201 import main
+from xautodl.commands.train_a_net import main
 
 if __name__ == "__main__":
     main()

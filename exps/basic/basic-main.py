@@ -4,7 +4,7 @@ Usage: python exps/basic/basic-main.py --dataset cifar10 --model_config configs/
        --optim_config configs/opts/NAS-CIFAR.config --batch_size 96 --rand_seed -1 [flags]
 (see `--help`; the drivers are scripts/nas-infer-train.sh and scripts/retrain-searched-net.sh).
 """
-from xautodl.train.nasnet_main import main
+from xautodl.commands.basic_main import main
 
 if __name__ == "__main__":
     main()

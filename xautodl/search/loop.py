@@ -24,8 +24,8 @@ from ..runtime import (RunLogger, atomic_write_json, capture_rng_state, load_res
                        save_checkpoint)
 from ..runtime.distributed import broadcast_buffers, world_info
 from ..runtime.precision import to_channels_last
-from ..train.meters import DeviceMeter
-from ..train.schedules import CosineWithWarmup
+from ..optim.meters import DeviceMeter
+from ..optim.schedules import CosineWithWarmup
 from .algorithms import SearchAlgorithm
 
 CHECKPOINT_KIND = "search"

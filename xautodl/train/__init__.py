@@ -1,2 +1,2 @@
-"""The one supervised training loop (`loop`), its optimisers, schedules and meters, and the training entry points
-(`nb201`: train-a-net on NAS-Bench-201, `nasnet_main`: NASNet-space evaluation nets)."""
+"""The one supervised training loop (`loop`); its entry points are `xautodl.commands.basic_main` (NASNet-space
+evaluation nets) and `xautodl.commands.train_a_net` (NAS-Bench-201 archs)."""

@@ -22,8 +22,8 @@ from ..errors import CheckpointError, TrainingError
 from ..runtime import (RunLogger, capture_rng_state, load_resume_checkpoint, restore_rng_state, save_checkpoint)
 from ..runtime.distributed import broadcast_buffers
 from ..runtime.precision import autocast, grad_scaler, to_channels_last
-from .meters import DeviceMeter
-from .schedules import CosineWithWarmup
+from ..optim.meters import DeviceMeter
+from ..optim.schedules import CosineWithWarmup
 
 CHECKPOINT_KIND = "train"
 

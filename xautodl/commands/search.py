@@ -23,10 +23,10 @@ from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
-from ..train.optim import build_criterion, build_optimizer
-from ..train.schedules import CosineWithWarmup
-from .algorithms import build_algorithm, build_mixer, get_algorithm
-from .loop import SearchLoop, SearchRun
+from ..optim.optimizers import build_criterion, build_optimizer
+from ..optim.schedules import CosineWithWarmup
+from ..search.algorithms import build_algorithm, build_mixer, get_algorithm
+from ..search.loop import SearchLoop, SearchRun
 
 # The datasets a search can hold in memory (imagenet-1k is read from files, for re-training only).
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")

@@ -24,9 +24,9 @@ from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
-from .loop import Trainer, TrainPaths, TrainSettings, training_module
-from .optim import build_criterion, build_optimizer
-from .schedules import CosineWithWarmup
+from ..train.loop import Trainer, TrainPaths, TrainSettings, training_module
+from ..optim.optimizers import build_criterion, build_optimizer
+from ..optim.schedules import CosineWithWarmup
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,9 +35,9 @@ from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, us
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
 from ..utils.flops import count_flops_m, count_params_mb
-from .loop import Trainer, TrainPaths, TrainSettings, training_module
-from .optim import build_criterion, build_optimizer
-from .schedules import CosineWithWarmup
+from ..train.loop import Trainer, TrainPaths, TrainSettings, training_module
+from ..optim.optimizers import build_criterion, build_optimizer
+from ..optim.schedules import CosineWithWarmup
 
 DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
 # Which evaluation net (the arch config's `dataset` entry) suits each dataset; user folders hold small images.

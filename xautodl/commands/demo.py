@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config_utils import load_config
-from .datasets import get_train_test_loaders
-from .runtime import RunLogger, main_guard, select_device, seed_everything
-from .runtime.flags import positive_int
-from .search import cli as search_cli
-from .spaces.nas201 import TinyNetwork, parse_arch
-from .train.loop import Trainer, TrainPaths, TrainSettings
-from .train.optim import build_criterion, build_optimizer
-from .train.schedules import CosineWithWarmup
+from ..config_utils import load_config
+from ..datasets import get_train_test_loaders
+from ..runtime import RunLogger, main_guard, select_device, seed_everything
+from ..runtime.flags import positive_int
+from . import search as search_cli
+from ..spaces.nas201 import TinyNetwork, parse_arch
+from ..train.loop import Trainer, TrainPaths, TrainSettings
+from ..optim.optimizers import build_criterion, build_optimizer
+from ..optim.schedules import CosineWithWarmup
 
 
 def build_parser() -> argparse.ArgumentParser:
