@@ -163,10 +163,12 @@ class Zero(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         h_out, w_out = -(-h // self.stride), -(-w // self.stride)
-        # In the input's layout: a node whose every edge is `none` is this tensor, and a contiguous one would make
-        # the cell's concatenated output, and every later cell, contiguous in a channels-last network.
-        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        return torch.empty(n, self.C_out, h_out, w_out, dtype=x.dtype, device=x.device, memory_format=layout).zero_()
+        if _is_channels_last(x):
+            # In the input's layout: a node whose every edge is `none` is this tensor, and a contiguous one would
+            # make the cell's concatenated output, and every later cell, contiguous in a channels-last network.
+            return torch.empty(n, self.C_out, h_out, w_out, dtype=x.dtype, device=x.device,
+                               memory_format=torch.channels_last).zero_()
+        return x.new_zeros(n, self.C_out, h_out, w_out)
 
 
 class FactorizedReduce(nn.Module):
