@@ -112,7 +112,7 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
     assert written["train_seconds"] == pytest.approx(sum(entry["train_seconds"] for entry in history))
 
     state = load_checkpoint(run_dir / "checkpoint" / "seed-3-basic.pth")
-    assert state["epoch"] == 1 and state["finished"] and state["meta"]["genotype"] == str(GDAS_V1)
+    assert state["epoch"] == 1 and state["finished"] and state["genotype"] == str(GDAS_V1)
     assert "auxiliary_head.9.weight" in state["model"]
 
 

@@ -26,6 +26,7 @@ import torch
 import fakedata
 from xautodl.runtime import load_checkpoint, load_resume_checkpoint, previous_path
 from xautodl.commands import search as cli
+from xautodl.runtime import epochs as epoch_skeleton
 from xautodl.search import loop as search_loop
 from xautodl.search.loop import SearchLoop
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
@@ -374,7 +375,7 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
     arch = f"arch-{enumerate_archs().index(parse_arch('resnet')):05d}"
     name = f"{arch}-seed-777"
     out = tmp_path / "killed"
-    last = out / "checkpoints" / f"{name}-cifar10.pth"
+    last = out / "checkpoint" / f"{name}-cifar10-basic.pth"
     stages = Stages(launcher, tmp_path, TRAIN_SCRIPT, argv(out), out / f"{arch}-log.txt",
                     env={"TORCH_HOME": str(cifar_home)})
 
@@ -389,7 +390,7 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
     theirs = json.loads((tmp_path / "reference" / f"{name}.json").read_text())["datasets"]["cifar10"]
     assert ours["finished"] and len(ours["epochs"]) == epochs
     assert without_timings(ours["epochs"]) == without_timings(theirs["epochs"])
-    final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoints" / last.name)
+    final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoint" / last.name)
     for key in ("epoch", "model", "optimizer", "rng", "best"):
         assert_same(final[key], reference[key], key)
 
@@ -493,7 +494,7 @@ def test_crash_between_the_best_and_the_last_checkpoint_leaves_them_consistent(t
     improving = [epoch for epoch in range(1, len(valid)) if valid[epoch] > max(valid[:epoch])]
     assert improving, "the seed must give a new best after the first epoch, so two checkpoints are written"
     epoch = improving[0]
-    real_save = search_loop.save_checkpoint
+    real_save = epoch_skeleton.save_checkpoint
     written = []
 
     def die_between_the_two_writes(path, state):
@@ -503,10 +504,10 @@ def test_crash_between_the_best_and_the_last_checkpoint_leaves_them_consistent(t
                 raise KeyboardInterrupt
         return real_save(path, state)
 
-    monkeypatch.setattr(search_loop, "save_checkpoint", die_between_the_two_writes)
+    monkeypatch.setattr(epoch_skeleton, "save_checkpoint", die_between_the_two_writes)
     with pytest.raises(KeyboardInterrupt):
         cli.run("GDAS", argv + ["--save_dir", str(tmp_path / "run")])
-    monkeypatch.setattr(search_loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(epoch_skeleton, "save_checkpoint", real_save)
     cli.run("GDAS", argv + ["--save_dir", str(tmp_path / "run")])
     assert_same_search(tmp_path / "run", tmp_path / "reference", epochs=3)
 
@@ -596,7 +597,7 @@ def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path,
     monkeypatch.setattr(nb201, "build_criterion", poisoned_criterion(nb201.build_criterion, poison))
     code, err = run_main(monkeypatch, capsys, nb201.main, "main.py", argv)
 
-    (last,) = (out / "checkpoints").glob("*-cifar10.pth")
+    (last,) = (out / "checkpoint").glob("*-cifar10-basic.pth")
     assert code == 1
     assert err.startswith("error: the train loss became nan in epoch 2; the run stopped and the last good "
                           f"checkpoint ({last}) is kept")

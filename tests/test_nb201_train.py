@@ -109,8 +109,8 @@ def test_interrupted_setting_resumes_and_matches_an_uninterrupted_run(torch_home
     assert [e["train_loss"] for e in ours] == [e["train_loss"] for e in reference]
     assert [e["test_acc"] for e in ours] == [e["test_acc"] for e in reference]
     name = result_file(tmp_path).stem
-    a = load_checkpoint(tmp_path / "out" / "checkpoints" / f"{name}-cifar10.pth")["model"]
-    b = load_checkpoint(straight / "out" / "checkpoints" / f"{name}-cifar10.pth")["model"]
+    a = load_checkpoint(tmp_path / "out" / "checkpoint" / f"{name}-cifar10-basic.pth")["model"]
+    b = load_checkpoint(straight / "out" / "checkpoint" / f"{name}-cifar10-basic.pth")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -166,3 +166,26 @@ def test_two_process_train_a_net(torch_home, tmp_path):
     assert outcome["finished"] and len(outcome["epochs"]) == 2
     assert outcome["epochs"][0]["train_count"] == 2 * 8, "both processes' batches are counted"
     assert outcome["epochs"][0]["valid_count"] == 16, "the valid half is evaluated once, split over the processes"
+
+
+def test_a_checkpoint_in_the_old_checkpoints_folder_is_moved_and_resumed(torch_home, tmp_path, monkeypatch):
+    """train-a-net once wrote checkpoints/<name>-<setting>.pth; a re-run moves it to the one run layout
+    (checkpoint/<name>-<setting>-basic.pth) and resumes from it."""
+    real_train_epoch = Trainer.train_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_train_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path, datasets=["cifar10"], epochs=2)
+    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
+    (current,) = (tmp_path / "out" / "checkpoint").glob("*-cifar10-basic.pth")
+    old = tmp_path / "out" / "checkpoints" / current.name.replace("-basic.pth", ".pth")
+    old.parent.mkdir()
+    current.rename(old)
+    train(tmp_path, datasets=["cifar10"], epochs=2)
+    assert not old.exists() and current.exists()
+    assert "resumed from" in "".join(p.read_text() for p in (tmp_path / "out").glob("*-log.txt"))

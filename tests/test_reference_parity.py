@@ -23,7 +23,6 @@ XAUTODL_REQUIRE_REFERENCE=1 (set by CI), where it fails.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path

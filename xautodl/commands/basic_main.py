@@ -27,7 +27,7 @@ from ..config_utils import Config, load_config
 from ..datasets import get_train_test_loaders
 from ..errors import ArchError, CheckpointError, ConfigError
 from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
-from ..runtime.distributed import broadcast_object, cleanup_distributed, setup_distributed
+from ..runtime.distributed import broadcast_object, distributed_job
 from ..runtime.distributed import per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
@@ -35,9 +35,10 @@ from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, us
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
 from ..utils.flops import count_flops_m, count_params_mb
-from ..train.loop import Trainer, TrainPaths, TrainSettings, training_module
+from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
-from ..optim.schedules import CosineWithWarmup
+from ..optim.schedules import schedule_from_config
+from ..runtime.epochs import RunFiles, steps_per_epoch
 
 DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
 # Which evaluation net (the arch config's `dataset` entry) suits each dataset; user folders hold small images.
@@ -67,7 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup", type=non_negative_int, default=None, help="override the optimisation config's warmup epochs")
     add("--cutout_length", type=int, default=None,
         help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")
-    add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
     add_common_flags(parser)
     add_speed_flags(parser)
     return parser
@@ -194,14 +194,8 @@ def cutout_length(args: argparse.Namespace) -> int:
 def run(argv: Sequence[str] | None = None) -> dict:
     """Parse `argv`, then train (or resume, or find finished) the run; returns its summary."""
     args = build_parser().parse_args(argv)
-    device = select_device(args.device)
-    rank, world_size, local_rank = setup_distributed(device)
-    try:
-        if device.type == "cuda" and world_size > 1:
-            device = torch.device("cuda", local_rank)
-        return train(args, device, rank, world_size)
-    finally:
-        cleanup_distributed()
+    with distributed_job(select_device(args.device)) as job:
+        return train(args, job.device, job.rank, job.world_size)
 
 
 def load_configs(args: argparse.Namespace) -> tuple[Config, Config, str]:
@@ -255,19 +249,17 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     model = to_channels_last(model.to(device), channels_last)
     ddp_model = training_module(model, args.compile, world_size, device)
     optimizer = build_optimizer(optim_config, model.parameters())
-    schedule = CosineWithWarmup(optimizer, int(optim_config.epochs), int(optim_config.get("warmup") or 0),
-                                float(optim_config.get("eta_min") or 0.0))
+    schedule = schedule_from_config(optimizer, optim_config)
     settings = training_settings(args, model_config, optim_config, auxiliary, channels_last)
-    checkpoints = save_dir / "checkpoint"
-    paths = TrainPaths(checkpoints / f"seed-{seed}-basic.pth", checkpoints / f"seed-{seed}-best.pth", meta=meta)
+    files = RunFiles(save_dir, f"seed-{seed}")
     trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),
-                      settings, paths, logger, best_on="test", is_main=is_main, forward_model=ddp_model)
+                      settings, files, meta, logger, best_on="test", is_main=is_main, forward_model=ddp_model)
 
     logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
                f"run dir {save_dir}")
     logger.log(f"data: {train_loader.dataset_size} train / {test_loader.dataset_size} test images")
     _log_network(logger, choice, model_config, meta, network, info.num_classes)
-    steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
+    steps = steps_per_epoch(train_loader, args.limit_batches)
     logger.log(f"training: {settings.total_epochs} epochs ({schedule.warmup} warmup) | batch {batch_size} in total, "
                f"{steps} steps/epoch per process | aux weight {settings.aux_weight} | drop-path "
                f"{settings.drop_path_prob} | cutout {cutout_length(args)} | {optim_config.to_dict()}")
@@ -293,7 +285,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         "best": trainer.best,
         "train_seconds": sum(entry["train_seconds"] for entry in history),
         "seconds_this_session": time.time() - started,
-        "checkpoints": {"last": str(paths.last), "best": str(paths.best)},
+        "checkpoints": {"last": str(files.last), "best": str(files.best)},
         "model_config": model_config.to_dict(),
         "optim_config": optim_config.to_dict(),
         "args": to_plain(vars(args)),

@@ -7,12 +7,13 @@ from typing import Sequence
 
 from ..errors import DataError
 from ..runtime.cli import main_guard
+from ..runtime.flags import EntryParser
 from ..bench.download import ARCHIVES, download_benchmark
 from ..bench.nats import NatsBenchmark, find_benchmark, missing_benchmark_message
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m xautodl.bench", description=__doc__)
+    parser = EntryParser(prog="python -m xautodl.bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     query = commands.add_parser("query", help="print the benchmark's results for one arch")
     query.add_argument("arch", help="arch string such as '|nor_conv_3x3~0|+|...|' or a known name such as resnet")

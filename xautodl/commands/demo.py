@@ -15,16 +15,17 @@ from typing import Sequence
 from ..config_utils import load_config
 from ..datasets import get_train_test_loaders
 from ..runtime import RunLogger, main_guard, select_device, seed_everything
-from ..runtime.flags import positive_int
+from ..runtime.flags import EntryParser, positive_int
 from . import search as search_cli
 from ..spaces.nas201 import TinyNetwork, parse_arch
-from ..train.loop import Trainer, TrainPaths, TrainSettings
+from ..train.loop import Trainer, TrainSettings
 from ..optim.optimizers import build_criterion, build_optimizer
-from ..optim.schedules import CosineWithWarmup
+from ..optim.schedules import schedule_from_config
+from ..runtime.epochs import RunFiles
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = EntryParser(prog="demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add = parser.add_argument
     add("--search_epochs", type=positive_int, default=8)
     add("--train_epochs", type=positive_int, default=10)
@@ -45,11 +46,11 @@ def train_cell(arch, args, device, logger: RunLogger, name: str) -> tuple[float,
     train_loader, test_loader, info = get_train_test_loaders("digits", 64, device, args.seed)
     model = TinyNetwork(arch, args.channel, args.num_cells, info.num_classes).to(device)
     optimizer = build_optimizer(config, model.parameters())
-    schedule = CosineWithWarmup(optimizer, int(config.epochs), 0, float(config.eta_min))
-    settings = TrainSettings(total_epochs=int(config.epochs), progress=True)
-    paths = TrainPaths(Path(args.save_dir) / "train" / f"{name}-seed-{args.seed}.pth", meta={"arch": str(arch)})
+    schedule = schedule_from_config(optimizer, config)
+    settings = TrainSettings(total_epochs=schedule.total_epochs, progress=True)
+    files = RunFiles(Path(args.save_dir) / "train", f"{name}-seed-{args.seed}")
     history = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(config),
-                      settings, paths, logger).fit()
+                      settings, files, {"arch": str(arch)}, logger, keep_best=False).fit()
     return history[-1]["test_acc"], history[-1]["test_count"]
 
 

@@ -18,13 +18,13 @@ from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
-from ..runtime.distributed import broadcast_object, cleanup_distributed, per_process_batch, setup_distributed
+from ..runtime.distributed import broadcast_object, distributed_job, per_process_batch
 from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
 from ..optim.optimizers import build_criterion, build_optimizer
-from ..optim.schedules import CosineWithWarmup
+from ..optim.schedules import schedule_from_config
 from ..search.algorithms import build_algorithm, build_mixer, get_algorithm
 from ..search.loop import SearchLoop, SearchRun
 
@@ -60,7 +60,6 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--arch_weight_decay", type=float, default=1e-3)
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
     add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
-    add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
     add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")
     add("--split_file", default=None, help="search split file overriding the shipped one")
     add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")
@@ -131,19 +130,12 @@ def run(algorithm: str, argv: Sequence[str] | None = None) -> dict:
     """Parse `argv`, build everything and run (or resume) the search; returns the summary."""
     get_algorithm(algorithm)  # an unknown name stops here
     args = parse_args(algorithm, argv)
-    device = select_device(args.device)
-    rank, world_size, local_rank = setup_distributed(device)
-    try:
-        return _search(algorithm, args, device, rank, world_size, local_rank)
-    finally:
-        cleanup_distributed()
+    with distributed_job(select_device(args.device)) as job:
+        return _search(algorithm, args, job.device, job.rank, job.world_size)
 
 
-def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank: int, world_size: int,
-            local_rank: int) -> dict:
+def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank: int, world_size: int) -> dict:
     spec = get_algorithm(algorithm)
-    if world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
     is_main = rank == 0
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
     space = args.search_space_name
@@ -167,13 +159,12 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                                    weight_decay=args.arch_weight_decay)
     algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
                            amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))
-    epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
-    schedule = CosineWithWarmup(w_optimizer, epochs, warmup, float(config.eta_min))
+    schedule = schedule_from_config(w_optimizer, config)
 
     logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet, enabled=is_main)
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)
     run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default")
-    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, epochs + warmup, tau_range, mixer=mixer, limit_batches=args.limit_batches,
+    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer, limit_batches=args.limit_batches,
                       benchmark=benchmark_lookup(args, space, logger) if is_main else None,
                       progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
                       channels_last=channels_last)
@@ -226,7 +217,8 @@ def _log_end(logger, summary: dict, run_info: SearchRun, seconds: float) -> None
         logger.log(f"benchmark of the final genotype: {last['benchmark']}")
     logger.log(f"best valid accuracy {summary['best']['valid_acc']:.2f}% at epoch {summary['best']['epoch'] + 1}; "
                f"{seconds:.1f}s this session")
-    logger.log(f"files: {run_info.summary_path}, {run_info.checkpoint_path}, {run_info.best_path}")
+    files = run_info.files
+    logger.log(f"files: {files.summary}, {files.last}, {files.best}")
 
 
 def _draw_final_cells(model, out_dir: Path, logger: RunLogger) -> None:

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from ..errors import XAutoDLError
 from ..runtime import main_guard
+from ..runtime.flags import EntryParser
 
 SUMMARY_GLOB = "seed-*-summary.json"
 _SUMMARY_NAME = re.compile(r"seed-(-?\d+)-summary\.json")
@@ -26,7 +27,7 @@ MAX_LEGEND_EDGES = 14
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = EntryParser(
         prog="python -m xautodl.summary",
         description="Print a search run's summary and per-epoch genotypes; plot its trajectory to a PNG.")
     parser.add_argument("run_dir", help="search run directory (holding seed-{seed}-summary.json) or a summary file")

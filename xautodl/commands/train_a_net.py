@@ -19,14 +19,15 @@ from ..config_utils import load_config
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
 from ..errors import DataError
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
-from ..runtime.distributed import cleanup_distributed, per_process_batch, setup_distributed
+from ..runtime.distributed import distributed_job, per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
-from ..train.loop import Trainer, TrainPaths, TrainSettings, training_module
+from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
-from ..optim.schedules import CosineWithWarmup
+from ..optim.schedules import schedule_from_config
+from ..runtime.epochs import RunFiles, move_old_checkpoint, steps_per_epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,18 +100,19 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     channels_last = use_channels_last(args.channels_last, device)
     model = to_channels_last(model.to(device), channels_last)
     optimizer = build_optimizer(config, model.parameters())
-    epochs, warmup = int(config.epochs), int(config.get("warmup", 0) or 0)
-    schedule = CosineWithWarmup(optimizer, epochs, warmup, float(config.eta_min))
-    checkpoints = Path(args.save_dir) / "checkpoints"
-    paths = TrainPaths(checkpoints / f"{run_name}-{setting}.pth", meta={"arch": str(arch), "seed": seed, "setting": setting})
-    settings = TrainSettings(total_epochs=epochs + warmup, limit_batches=args.limit_batches, progress=not args.quiet,
-                             amp=check_amp(args.amp, device), channels_last=channels_last)
-    trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, paths,
-                      logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
-                      forward_model=training_module(model, args.compile, world_size, device))
+    schedule = schedule_from_config(optimizer, config)
+    files = RunFiles(Path(args.save_dir), f"{run_name}-{setting}")
+    move_old_checkpoint(Path(args.save_dir) / "checkpoints" / f"{run_name}-{setting}.pth", files.last)
+    settings = TrainSettings(total_epochs=schedule.total_epochs, limit_batches=args.limit_batches,
+                             progress=not args.quiet, amp=check_amp(args.amp, device), channels_last=channels_last,
+                             print_freq=args.print_freq)
+    identity = {"arch": str(arch), "seed": seed, "setting": setting}
+    trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, files,
+                      identity, logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
+                      forward_model=training_module(model, args.compile, world_size, device), keep_best=False)
     loaders = {"train": train_loader, **eval_loaders}
     images = ", ".join(f"{name} {loader.dataset_size}" for name, loader in loaders.items())
-    steps = min(len(train_loader), args.limit_batches) if args.limit_batches > 0 else len(train_loader)
+    steps = steps_per_epoch(train_loader, args.limit_batches)
     logger.log(f"{setting} seed {seed}: images {images} | {steps} steps/epoch | params {params:.3f} MB, "
                f"FLOPs {flops:.2f} M | config {config.to_dict()}")
     history = trainer.fit()
@@ -127,14 +129,8 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
 def run(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     arch = resolve_arch(args)
-    device = select_device(args.device)
-    rank, world_size, local_rank = setup_distributed(device)
-    try:
-        if world_size > 1 and device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-        return _train_all(args, arch, device, rank, world_size)
-    finally:
-        cleanup_distributed()
+    with distributed_job(select_device(args.device)) as job:
+        return _train_all(args, arch, job.device, job.rank, job.world_size)
 
 
 def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, world_size: int) -> dict:
@@ -172,7 +168,7 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
         logger.log(f"seed {seed}: {'; '.join(bests)}")
     result_files = ", ".join(str(save_dir / f"arch-{index:05d}-seed-{seed}.json") for seed in results)
     logger.log(f"total time {time.time() - session_started:.1f}s this session | results {result_files} | "
-               f"checkpoints {save_dir / 'checkpoints'} | log {logger.log_path}")
+               f"checkpoints {save_dir / 'checkpoint'} | log {logger.log_path}")
     logger.close()
     return results
 

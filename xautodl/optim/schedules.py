@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from ..errors import ConfigError
+
 
 class CosineWithWarmup:
     """Linear warmup over `warmup` epochs (updated every step), then cosine from the base LR to `eta_min` over
@@ -17,7 +19,8 @@ class CosineWithWarmup:
     def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, warmup: int = 0, eta_min: float = 0.0,
                  scheduler: str = "cos") -> None:
         if scheduler != "cos":
-            raise ValueError(f"only the cosine schedule ('cos') is supported, got {scheduler!r}")
+            raise ConfigError(f"the config asks for the LR scheduler {scheduler!r}; only the cosine schedule of the "
+                              f"original configs ('cos') is supported")
         self.optimizer = optimizer
         self.epochs, self.warmup, self.eta_min = epochs, warmup, eta_min
         self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
@@ -36,3 +39,14 @@ class CosineWithWarmup:
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base_lr, epoch, fraction)
         return self.optimizer.param_groups[0]["lr"]
+
+    @property
+    def total_epochs(self) -> int:
+        """Warmup and cosine epochs together: how many epochs a run with this schedule trains."""
+        return self.warmup + self.epochs
+
+
+def schedule_from_config(optimizer: torch.optim.Optimizer, config) -> CosineWithWarmup:
+    """The schedule a config describes: `scheduler` (cos), `epochs`, `warmup` (default 0), `eta_min` (default 0)."""
+    return CosineWithWarmup(optimizer, int(config.epochs), int(config.get("warmup") or 0),
+                            float(config.get("eta_min") or 0.0), scheduler=str(config.get("scheduler") or "cos"))

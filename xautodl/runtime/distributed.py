@@ -5,7 +5,9 @@ A plain single process is rank 0 of 1 and every function here is then a no-op.
 from __future__ import annotations
 
 import os
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -48,6 +50,32 @@ def setup_distributed(device: torch.device) -> tuple[int, int, int]:
                               f"not {device.type}; pass --device cuda or --device cpu, or start a single process")
         dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+@dataclass(frozen=True)
+class Job:
+    """This process's place in the run: its device (under torchrun on CUDA, GPU LOCAL_RANK), rank and world size."""
+
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@contextmanager
+def distributed_job(device: torch.device) -> Iterator[Job]:
+    """The one start-up of every entry point: join the torchrun job if there is one (`setup_distributed`), give
+    this process its GPU, and leave the job however the block ends."""
+    rank, world_size, local_rank = setup_distributed(device)
+    try:
+        if world_size > 1 and device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+        yield Job(device, rank, world_size)
+    finally:
+        cleanup_distributed()
 
 
 def cleanup_distributed() -> None:

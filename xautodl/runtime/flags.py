@@ -40,7 +40,7 @@ def non_negative_int(text: str) -> int:
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """--epochs, --batch_size, --limit_batches, --device, --data_path, --download, --workers, --quiet."""
+    """--epochs, --batch_size, --limit_batches, --device, --data_path, --download, --workers, --quiet, --print_freq."""
     add = parser.add_argument
     add("--epochs", type=positive_int, default=None, help="override the config's epochs")
     add("--batch_size", type=positive_int, default=None, help="override the config's batch size")
@@ -50,3 +50,4 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     add("--download", action="store_true", help="download CIFAR with torchvision when it is missing (online only)")
     add("--workers", type=int, default=4, help="data loading workers (only imagenet-1k reads files per step)")
     add("--quiet", action="store_true", help="no progress bars; plain periodic log lines")
+    add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")

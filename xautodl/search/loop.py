@@ -1,14 +1,13 @@
 """The one bilevel search loop, shared by GDAS, DARTS-V1 and DARTS-V2 on every space.
 
 Per iteration: a weight step on the train batch, then an architecture step on the valid batch. Per epoch: the LR
-and tau schedules, metrics, the genotype, the alphas, the benchmark look-up, a checkpoint (atomic), the best
-checkpoint and the summary JSON. Re-running resumes from the last complete epoch; the data order, augmentation
-and Gumbel samples of an epoch depend only on state saved at its start, so a resumed run follows the same
-trajectory as an uninterrupted one.
+and tau schedules, metrics, the genotype, the alphas, the benchmark look-up, then (through the epoch skeleton of
+`xautodl.runtime.epochs`) the checkpoints and the summary JSON. Re-running resumes from the last complete epoch;
+the data order, augmentation and Gumbel samples of an epoch depend only on state saved at its start, so a resumed
+run follows the same trajectory as an uninterrupted one.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +16,15 @@ from typing import Any, Callable, Iterable, Protocol
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from ..errors import TrainingError
-from ..runtime import (RunLogger, atomic_write_json, capture_rng_state, load_resume_checkpoint, restore_rng_state,
-                       save_checkpoint)
-from ..runtime.distributed import broadcast_buffers, world_info
-from ..runtime.precision import to_channels_last
 from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
+from ..runtime import RunLogger, atomic_write_json
+from ..runtime.distributed import broadcast_buffers, world_info
+from ..runtime.epochs import EpochLoop, RunFiles
+from ..runtime.precision import to_channels_last
 from .algorithms import SearchAlgorithm
-
-CHECKPOINT_KIND = "search"
-
 
 class Supernet(Protocol):
     """What the loop needs from a space's supernet."""
@@ -43,7 +38,7 @@ class Supernet(Protocol):
 
 @dataclass
 class SearchRun:
-    """Where a search writes and what it records besides the model (all plain data)."""
+    """What identifies a search and where it writes (all plain data)."""
 
     run_dir: Path
     seed: int
@@ -54,16 +49,13 @@ class SearchRun:
     supernet: str = "default"  # the space's supernet variant: its model config's name (GDAS, GDAS_FRC, DARTS)
 
     @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint" / f"seed-{self.seed}-basic.pth"
+    def files(self) -> RunFiles:
+        return RunFiles(self.run_dir, f"seed-{self.seed}")
 
-    @property
-    def best_path(self) -> Path:
-        return self.run_dir / "checkpoint" / f"seed-{self.seed}-best.pth"
-
-    @property
-    def summary_path(self) -> Path:
-        return self.run_dir / f"seed-{self.seed}-summary.json"
+    def identity(self) -> dict:
+        """The settings a checkpoint must share to be resumed by this run."""
+        return {"space": self.space, "algorithm": self.algorithm, "supernet": self.supernet, "dataset": self.dataset,
+                "seed": self.seed}
 
 
 def tau_at(epoch: int, total_epochs: int, tau_max: float, tau_min: float) -> float:
@@ -73,94 +65,48 @@ def tau_at(epoch: int, total_epochs: int, tau_max: float, tau_min: float) -> flo
     return tau_max - (tau_max - tau_min) * epoch / (total_epochs - 1)
 
 
-class SearchLoop:
+class SearchLoop(EpochLoop):
     """Runs (or resumes) a search and writes its checkpoints, logs and summary."""
+
+    kind = "search"
+    best_key = "valid_acc"
 
     def __init__(self, model: nn.Module, algorithm: SearchAlgorithm, loader, schedule: CosineWithWarmup,
                  run: SearchRun, logger: RunLogger, total_epochs: int, tau_range: tuple[float, float] | None = None,
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
                  progress: bool = True, is_main: bool = True, print_freq: int = 0,
                  channels_last: bool = False) -> None:
+        super().__init__(run.files.last, run.files.best, total_epochs, logger, run.identity(), is_main=is_main,
+                         limit_batches=limit_batches, progress=progress, print_freq=print_freq)
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
-        self.run, self.logger, self.total_epochs = run, logger, total_epochs
+        self.run = run
         self.tau_range, self.mixer = tau_range, mixer  # tau_range: (tau_max, tau_min), None without annealing
-        self.limit_batches, self.benchmark = limit_batches, benchmark
-        self.progress, self.is_main, self.print_freq = progress, is_main, print_freq
-        self.channels_last = channels_last
-        self.history: list[dict] = []
-        self.best: dict = {"epoch": -1, "valid_acc": -1.0}
-        self.start_epoch = 0
+        self.benchmark, self.channels_last = benchmark, channels_last
 
-    # ----------------------------------------------------------------------------------------------- state
-    def state_dict(self, epoch: int) -> dict:
-        return {
-            "kind": CHECKPOINT_KIND,
-            "space": self.run.space,
-            "algorithm": self.run.algorithm,
-            "supernet": self.run.supernet,
-            "dataset": self.run.dataset,
-            "seed": self.run.seed,
-            "epoch": epoch,
-            "total_epochs": self.total_epochs,
-            "finished": epoch + 1 >= self.total_epochs,
-            "model": self.model.state_dict(),
-            "w_optimizer": self.algorithm.w_optimizer.state_dict(),
-            "a_optimizer": self.algorithm.a_optimizer.state_dict(),
-            "mixer": self.mixer.state_dict() if self.mixer is not None else {},
-            "rng": capture_rng_state(),
-            "history": self.history,
-            "best": self.best,
-            "genotype": self.model.genotype().to_dict(),
-            "args": self.run.args,
-        }
+    # ----------------------------------------------------------------------------------- the skeleton's hooks
+    def stateful(self) -> dict[str, Any]:
+        objects = {"model": self.model, "w_optimizer": self.algorithm.w_optimizer,
+                   "a_optimizer": self.algorithm.a_optimizer}
+        if self.mixer is not None:
+            objects["mixer"] = self.mixer
+        return objects
 
-    def resume(self) -> bool:
-        """Load the last complete epoch's checkpoint if there is one; True when resumed."""
-        state = load_resume_checkpoint(self.run.checkpoint_path, logger=self.logger)
-        if state is None:
-            return False
-        self._check_compatible(state)
-        self._load_model_state(state["model"])
-        self.algorithm.w_optimizer.load_state_dict(state["w_optimizer"])
-        self.algorithm.a_optimizer.load_state_dict(state["a_optimizer"])
-        if self.mixer is not None and state.get("mixer"):
-            self.mixer.load_state_dict(state["mixer"])
-        restore_rng_state(state["rng"])
-        self.history, self.best = list(state["history"]), dict(state["best"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.logger.log(f"resumed from {self.run.checkpoint_path} after epoch {self.start_epoch}")
-        return True
+    def extra_state(self) -> dict:
+        return {"genotype": self.model.genotype().to_dict(), "args": self.run.args}
 
-    def _load_model_state(self, model_state: dict) -> None:
-        from ..errors import CheckpointError
+    def best_entry(self, epoch: int, entry: dict) -> dict:
+        return {"epoch": epoch, "valid_acc": entry["valid_acc"], "genotype": entry["genotype"]}
 
-        try:
-            self.model.load_state_dict(model_state)
-        except RuntimeError as err:
-            problem = str(err).split("\n\t", 1)[-1].replace("\n\t", " ")
-            raise CheckpointError(
-                f"{self.run.checkpoint_path} holds a supernet that does not fit the one this command builds "
-                f"({problem[:400]}). It was written with other model settings or by an older xautodl (NASNet "
-                f"supernets gained the original's final BN + ReLU, `lastact`, in 2.0.0.dev0); pass another "
-                f"--save_dir (or seed) to start a new run, or move that checkpoint away") from None
+    def on_epoch_end(self, epoch: int) -> None:
+        # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
+        broadcast_buffers(self.model)
 
-    def _check_compatible(self, state: dict) -> None:
-        from ..errors import CheckpointError
-
-        expected = (CHECKPOINT_KIND, self.run.space, self.run.algorithm, self.run.supernet)
-        # Checkpoints written before the supernet was recorded hold NAS-Bench-201 runs (NASNet ones, whose space was
-        # then called darts, no longer fit and are refused here).
-        found = (state.get("kind"), state.get("space"), state.get("algorithm"), state.get("supernet", "default"))
-        if found != expected:
-            raise CheckpointError(
-                f"{self.run.checkpoint_path} holds a {found[2]} {found[0]} on the {found[1]} space (supernet "
-                f"{found[3]}), not a {expected[2]} search on the {expected[1]} space (supernet {expected[3]}); use "
-                f"another --save_dir or remove the file")
+    def on_saved(self, epoch: int) -> None:
+        atomic_write_json(self.run.files.summary, self.summary())
 
     # ------------------------------------------------------------------------------------------------ loop
     def steps_per_epoch(self) -> int:
-        steps = len(self.loader)
-        return min(steps, self.limit_batches) if self.limit_batches > 0 else steps
+        return self.steps(self.loader)
 
     def run_epoch(self, epoch: int) -> dict:
         """One epoch of alternating weight and architecture steps; returns its metrics (host numbers)."""
@@ -172,8 +118,7 @@ class SearchLoop:
         steps = self.steps_per_epoch()
         meter = DeviceMeter()
         start = time.time()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False,
-                   disable=None if self.progress and self.is_main else True)
+        bar = self.progress_bar(steps, epoch)
         lr = self.schedule.set_position(epoch, 0.0)
         for step, (x_train, y_train, x_valid, y_valid) in enumerate(self.loader):
             if step >= steps:
@@ -185,19 +130,13 @@ class SearchLoop:
             meter.add("train", w_loss, w_logits, y_train)
             meter.add("valid", a_loss, a_logits, y_valid)
             bar.update(1)
-            if bar.disable and self.print_freq and (step + 1) % self.print_freq == 0:
-                self.logger.log(f"epoch {epoch} step {step + 1}/{steps} {meter.format()}")
+            self.log_step(bar, epoch, step, steps, meter.format())
         bar.close()
         metrics = meter.read()
         metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=time.time() - start)
-        for key in ("train_loss", "valid_loss"):
-            if not math.isfinite(metrics[key]):
-                raise TrainingError(
-                    f"the {key.replace('_', ' ')} became {metrics[key]} in epoch {epoch + 1}; the run stopped and the "
-                    f"last good checkpoint ({self.run.checkpoint_path}) is kept. Try a smaller learning rate.")
         return metrics
 
-    def record_epoch(self, metrics: dict) -> dict:
+    def record(self, metrics: dict) -> dict:
         """Genotype, benchmark look-up, logs and TensorBoard for a finished epoch; returns the history entry."""
         genotype = self.model.genotype()
         alphas = self.model.alpha_table()
@@ -223,29 +162,13 @@ class SearchLoop:
 
     def run_search(self) -> dict:
         """Run the remaining epochs; returns the summary written to the run's summary JSON."""
-        self.resume()
-        for epoch in range(self.start_epoch, self.total_epochs):
-            metrics = self.run_epoch(epoch)
-            self.history.append(self.record_epoch(metrics))
-            # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
-            broadcast_buffers(self.model)
-            is_best = metrics["valid_acc"] > self.best["valid_acc"]
-            if is_best:
-                self.best = {"epoch": epoch, "valid_acc": metrics["valid_acc"], "genotype": self.history[-1]["genotype"]}
-            if self.is_main:
-                state = self.state_dict(epoch)
-                # Best before last: a crash between the two then re-runs this epoch and rewrites both, instead of
-                # resuming past an epoch whose best checkpoint was never written.
-                if is_best:
-                    save_checkpoint(self.run.best_path, state)
-                save_checkpoint(self.run.checkpoint_path, state)
-                atomic_write_json(self.run.summary_path, self.summary())
+        self.fit()
         self._check_ranks_in_sync()
         summary = self.summary()
         if self.is_main:
             # Also after a resume that found nothing left to do: a crash after the last checkpoint but before
             # its summary must not leave the summary one epoch short.
-            atomic_write_json(self.run.summary_path, summary)
+            atomic_write_json(self.run.files.summary, summary)
         return summary
 
     def _check_ranks_in_sync(self) -> None:

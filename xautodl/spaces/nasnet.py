@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
-from .genotypes import SPACE_NAME, CellGenotype, NASNetGenotype, parse_genotype
+from .genotypes import SPACE_NAME, CellGenotype, NASNetGenotype, parse_genotype  # noqa: F401 (SPACE_NAME: the interface)
 from .ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, canonical_op_name
 
 OUTPUT_FOLDER = "search-cell-darts"  # the original tool's name for this space's search runs

@@ -2,30 +2,25 @@
 
 Used by `exps/basic/basic-main.py` (published or searched NASNet genotypes) and `exps/NAS-Bench-201/main.py`
 (an NB201 arch the benchmark's way). Features: per-step warmup + cosine LR, auxiliary-head loss, linearly
-increasing drop-path, per-epoch evaluation on named loaders, best and last checkpoints written atomically,
-auto-resume from the last complete epoch, NaN / inf loss detection.
+increasing drop-path, per-epoch evaluation on named loaders; checkpoints, resume and the finite-loss check come
+from the epoch skeleton (`xautodl.runtime.epochs`) the search loop shares.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
-from ..errors import CheckpointError, TrainingError
-from ..runtime import (RunLogger, capture_rng_state, load_resume_checkpoint, restore_rng_state, save_checkpoint)
-from ..runtime.distributed import broadcast_buffers
-from ..runtime.precision import autocast, grad_scaler, to_channels_last
 from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
-
-CHECKPOINT_KIND = "train"
+from ..runtime import RunLogger
+from ..runtime.distributed import broadcast_buffers
+from ..runtime.epochs import EpochLoop, RunFiles
+from ..runtime.precision import autocast, grad_scaler, to_channels_last
 
 
 @dataclass
@@ -43,19 +38,6 @@ class TrainSettings:
     channels_last: bool = False
 
 
-@dataclass
-class TrainPaths:
-    """Checkpoint files of one training run (last and best).
-
-    `meta` identifies the run (e.g. arch, seed, dataset): it is stored in the checkpoints, and resuming from a
-    checkpoint whose `meta` differs is refused.
-    """
-
-    last: Path
-    best: Path | None = None
-    meta: dict = field(default_factory=dict)
-
-
 def training_module(model: nn.Module, compile_model: bool, world_size: int, device: torch.device) -> nn.Module | None:
     """The module that trains `model`: DistributedDataParallel under torchrun, torch.compile with --compile, or
     None for the model itself (the Trainer's `forward_model`)."""
@@ -64,72 +46,42 @@ def training_module(model: nn.Module, compile_model: bool, world_size: int, devi
     return torch.compile(model) if compile_model else None
 
 
-class Trainer:
+class Trainer(EpochLoop):
     """Trains `model` on `train_loader`, evaluating every epoch on each loader of `eval_loaders`.
 
-    The best checkpoint is chosen by the accuracy on `best_on` (an `eval_loaders` key).
+    Checkpoints go where `files` says (the last epoch, and with `keep_best` the best one, chosen by the accuracy
+    on `best_on`, an `eval_loaders` key); `identity` (e.g. arch, seed, dataset) is stored in them, and resuming
+    from a checkpoint whose identity differs is refused.
     """
 
+    kind = "train"
+    best_key = "acc"
+
     def __init__(self, model: nn.Module, train_loader, eval_loaders: dict[str, Iterable], optimizer: torch.optim.Optimizer,
-                 schedule: CosineWithWarmup, criterion: Callable, settings: TrainSettings, paths: TrainPaths,
-                 logger: RunLogger, best_on: str | None = None, is_main: bool = True,
-                 forward_model: nn.Module | None = None) -> None:
+                 schedule: CosineWithWarmup, criterion: Callable, settings: TrainSettings, files: RunFiles,
+                 identity: dict, logger: RunLogger, best_on: str | None = None, is_main: bool = True,
+                 forward_model: nn.Module | None = None, keep_best: bool = True) -> None:
+        super().__init__(files.last, files.best if keep_best else None, settings.total_epochs, logger, identity,
+                         is_main=is_main, limit_batches=settings.limit_batches, progress=settings.progress,
+                         print_freq=settings.print_freq)
         self.model, self.train_loader, self.eval_loaders = model, train_loader, eval_loaders
-        self.optimizer, self.schedule, self.criterion = optimizer, schedule, criterion
-        self.settings, self.paths, self.logger, self.is_main = settings, paths, logger, is_main
+        self.optimizer, self.schedule, self.criterion, self.settings = optimizer, schedule, criterion, settings
         self.best_on = best_on or (next(iter(eval_loaders)) if eval_loaders else None)
         # The module that trains: `model` itself, or a DDP / torch.compile wrapper of it.
         self.forward_model = forward_model if forward_model is not None else model
         self.device = next(model.parameters()).device
         self.scaler = grad_scaler(settings.amp, self.device)
-        self.history: list[dict] = []
-        self.best: dict = {"epoch": -1, "acc": -1.0}
-        self.start_epoch = 0
 
-    # ------------------------------------------------------------------------------------------- state
-    def state_dict(self, epoch: int) -> dict:
-        return {
-            "kind": CHECKPOINT_KIND,
-            "epoch": epoch,
-            "total_epochs": self.settings.total_epochs,
-            "finished": epoch + 1 >= self.settings.total_epochs,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": capture_rng_state(),
-            "history": self.history,
-            "best": self.best,
-            "meta": self.paths.meta,
-        }
+    # ----------------------------------------------------------------------------------- the skeleton's hooks
+    def stateful(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
 
-    def resume(self) -> bool:
-        state = load_resume_checkpoint(self.paths.last, logger=self.logger)
-        if state is None:
-            return False
-        if state.get("kind") != CHECKPOINT_KIND:
-            raise CheckpointError(f"{self.paths.last} is a {state.get('kind')} checkpoint, not a training one; "
-                                  f"use another output directory or remove the file")
-        self._check_same_run(state.get("meta", {}))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        restore_rng_state(state["rng"])
-        self.history, self.best = list(state["history"]), dict(state["best"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.logger.log(f"resumed from {self.paths.last} after epoch {self.start_epoch}")
-        return True
-
-    def _check_same_run(self, stored: dict) -> None:
-        differing = sorted(key for key, value in self.paths.meta.items() if key in stored and stored[key] != value)
-        if differing:
-            found = ", ".join(f"{key}={stored[key]}" for key in differing)
-            wanted = ", ".join(f"{key}={self.paths.meta[key]}" for key in differing)
-            raise CheckpointError(f"{self.paths.last} belongs to another run ({found}), not to this one ({wanted}); "
-                                  f"use another output directory or move the file away")
+    def best_entry(self, epoch: int, entry: dict) -> dict | None:
+        if self.best_on is None:
+            return None
+        return {"epoch": epoch, "acc": entry[f"{self.best_on}_acc"], "on": self.best_on}
 
     # -------------------------------------------------------------------------------------------- loop
-    def _steps(self, loader) -> int:
-        limit = self.settings.limit_batches
-        return min(len(loader), limit) if limit > 0 else len(loader)
-
     def _loss(self, output, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(output, tuple):
             logits, aux_logits = output
@@ -139,6 +91,16 @@ class Trainer:
             return loss, logits
         return self.criterion(output, targets), output
 
+    def run_epoch(self, epoch: int) -> dict:
+        """Train one epoch, then evaluate on every loader of `eval_loaders`; returns the epoch's metrics."""
+        started = time.time()
+        metrics = self.train_epoch(epoch)
+        train_seconds = time.time() - started
+        for name, loader in self.eval_loaders.items():
+            metrics.update(self.evaluate(name, loader))
+        metrics.update(epoch=epoch, train_seconds=train_seconds, seconds=time.time() - started)
+        return metrics
+
     def train_epoch(self, epoch: int) -> dict:
         model = self.forward_model
         model.train()
@@ -146,10 +108,9 @@ class Trainer:
             self.model.drop_path_prob = self.settings.drop_path_prob * epoch / max(self.settings.total_epochs, 1)
         if hasattr(self.train_loader, "set_epoch"):
             self.train_loader.set_epoch(epoch)
-        steps = self._steps(self.train_loader)
+        steps = self.steps(self.train_loader)
         meter = DeviceMeter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.settings.total_epochs}", leave=False,
-                   disable=None if self.settings.progress and self.is_main else True)
+        bar = self.progress_bar(steps, epoch)
         lr = self.schedule.set_position(epoch, 0.0)
         for step, (inputs, targets) in enumerate(self.train_loader):
             if step >= steps:
@@ -161,8 +122,7 @@ class Trainer:
             self._backward_and_step(loss)
             meter.add("train", loss.detach(), logits.detach(), targets)
             bar.update(1)
-            if bar.disable and self.is_main and self.settings.print_freq and (step + 1) % self.settings.print_freq == 0:
-                self.logger.log(f"epoch {epoch + 1} step {step + 1}/{steps} {meter.format()}")
+            self.log_step(bar, epoch, step, steps, meter.format())
         bar.close()
         # Every process then evaluates (and rank 0 saves) the same network, running statistics included.
         broadcast_buffers(self.model)
@@ -191,7 +151,7 @@ class Trainer:
         """
         self.model.eval()
         meter = DeviceMeter()
-        steps = self._steps(loader)
+        steps = self.steps(loader)
         for step, (inputs, targets) in enumerate(loader):
             if step >= steps:
                 break
@@ -201,38 +161,7 @@ class Trainer:
             meter.add(name, loss, logits, targets)
         return meter.read()
 
-    def fit(self) -> list[dict]:
-        """Train the remaining epochs; returns the per-epoch history."""
-        self.resume()
-        for epoch in range(self.start_epoch, self.settings.total_epochs):
-            started = time.time()
-            metrics = self.train_epoch(epoch)
-            train_seconds = time.time() - started
-            for name, loader in self.eval_loaders.items():
-                metrics.update(self.evaluate(name, loader))
-            metrics.update(epoch=epoch, train_seconds=train_seconds, seconds=time.time() - started)
-            self._check_finite(metrics, epoch)
-            self.history.append(metrics)
-            self._log_epoch(metrics)
-            is_best = self.best_on is not None and metrics[f"{self.best_on}_acc"] > self.best["acc"]
-            if is_best:
-                self.best = {"epoch": epoch, "acc": metrics[f"{self.best_on}_acc"], "on": self.best_on}
-            if self.is_main:
-                state = self.state_dict(epoch)
-                # Best first: a crash between the two writes then repeats this epoch and rewrites both.
-                if is_best and self.paths.best is not None:
-                    save_checkpoint(self.paths.best, state)
-                save_checkpoint(self.paths.last, state)
-        return self.history
-
-    def _check_finite(self, metrics: dict, epoch: int) -> None:
-        for key, value in metrics.items():
-            if key.endswith("_loss") and not math.isfinite(value):
-                raise TrainingError(
-                    f"the {key.replace('_', ' ')} became {value} in epoch {epoch + 1}; the run stopped and the last "
-                    f"good checkpoint ({self.paths.last}) is kept. Try a smaller learning rate.")
-
-    def _log_epoch(self, metrics: dict) -> None:
+    def record(self, metrics: dict) -> dict:
         epoch = metrics["epoch"]
         parts = [f"epoch {epoch + 1:3d}/{self.settings.total_epochs}",
                  f"train loss {metrics['train_loss']:.3f} acc {metrics['train_acc']:.2f}%"]
@@ -242,3 +171,4 @@ class Trainer:
         self.logger.log(" | ".join(parts))
         scalars = {f"train/{k}": v for k, v in metrics.items() if isinstance(v, float)}
         self.logger.scalars(scalars, epoch)
+        return metrics

@@ -1,0 +1,214 @@
+"""The epoch / checkpoint skeleton shared by the search loop and the training loop, and the one run-directory layout.
+
+A loop subclasses `EpochLoop` and supplies only its step: `run_epoch(epoch)` (the metrics of one epoch, host
+numbers), `record(metrics)` (the history entry: metrics plus whatever the loop adds, logged), `stateful()` (the
+objects whose `state_dict` goes into the checkpoint, by key) and `best_entry(epoch, entry)` (what `best` records;
+its `best_key` is the score maximised, e.g. the valid accuracy). The skeleton owns the rest:
+
+- the checkpoint schema: `kind`, `schema`, the run's identity (flat keys such as `seed`, `space`, `arch`), `epoch`,
+  `total_epochs`, `finished`, one entry per stateful object, `rng`, `history`, `best`, plus the loop's `extra_state`;
+- resume from the last complete epoch (`<last>.prev` when the last is damaged), refusing a checkpoint of another
+  kind or identity with a message saying what differs;
+- the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..errors import CheckpointError, TrainingError
+from .checkpoint import load_resume_checkpoint, previous_path, save_checkpoint
+from .logger import RunLogger
+from .seeding import capture_rng_state, restore_rng_state
+
+SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json` and
+    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch) and `<stem>-best.pth`."""
+
+    run_dir: Path
+    stem: str  # "seed-5" for a search or basic-main run; train-a-net: "arch-00042-seed-777-cifar10"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint_dir / f"{self.stem}-basic.pth"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint_dir / f"{self.stem}-best.pth"
+
+    @property
+    def log(self) -> Path:
+        return self.run_dir / f"{self.stem}-log.txt"
+
+    @property
+    def summary(self) -> Path:
+        return self.run_dir / f"{self.stem}-summary.json"
+
+
+def move_old_checkpoint(old: Path, new: Path) -> None:
+    """Move a checkpoint (and its `.prev`) from where an older xautodl wrote it to its place in `RunFiles`, so
+    that the run resumes (train-a-net once wrote `checkpoints/<name>.pth`)."""
+    for source, target in ((old, new), (previous_path(old), previous_path(new))):
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+
+
+def steps_per_epoch(loader: Any, limit_batches: int = 0) -> int:
+    """The steps an epoch takes: the loader's length, or `limit_batches` when that is positive and smaller."""
+    steps = len(loader)
+    return min(steps, limit_batches) if limit_batches > 0 else steps
+
+
+class EpochLoop:
+    """Checkpointed epochs of a loop (module docstring); subclasses define the step."""
+
+    kind = "epochs"  # the checkpoint's `kind`
+    best_key = "acc"  # the key of `best` (and of `best_entry`) holding the score the best checkpoint maximises
+
+    def __init__(self, last: Path, best: Path | None, total_epochs: int, logger: RunLogger, identity: dict,
+                 is_main: bool = True, limit_batches: int = 0, progress: bool = True, print_freq: int = 0) -> None:
+        self.last_path, self.best_path = Path(last), None if best is None else Path(best)
+        self.total_epochs, self.logger, self.identity = total_epochs, logger, dict(identity)
+        self.is_main, self.limit_batches, self.progress, self.print_freq = is_main, limit_batches, progress, print_freq
+        self.history: list[dict] = []
+        self.best: dict = {"epoch": -1, self.best_key: -1.0}
+        self.start_epoch = 0
+
+    # ------------------------------------------------------------------------------------ what a loop supplies
+    def stateful(self) -> dict[str, Any]:
+        """Objects with `state_dict()` / `load_state_dict()`, by checkpoint key (the model under "model")."""
+        raise NotImplementedError
+
+    def run_epoch(self, epoch: int) -> dict:
+        raise NotImplementedError
+
+    def record(self, metrics: dict) -> dict:
+        """The history entry of a finished epoch (metrics plus what the loop adds); logs it."""
+        return metrics
+
+    def best_entry(self, epoch: int, entry: dict) -> dict | None:
+        """What `best` records of epoch `epoch` (holding `best_key`), or None when the loop has no best."""
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Plain data the loop adds to every checkpoint (e.g. the genotype, the arguments)."""
+        return {}
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called on every process after an epoch is recorded, before its checkpoint is written."""
+
+    def on_saved(self, epoch: int) -> None:
+        """Called on the main process after an epoch's checkpoints are written (e.g. to write a summary)."""
+
+    # ------------------------------------------------------------------------------------------------- state
+    def state_dict(self, epoch: int) -> dict:
+        return {
+            "kind": self.kind,
+            "schema": SCHEMA_VERSION,
+            **self.identity,
+            "epoch": epoch,
+            "total_epochs": self.total_epochs,
+            "finished": epoch + 1 >= self.total_epochs,
+            **{key: obj.state_dict() for key, obj in self.stateful().items()},
+            "rng": capture_rng_state(),
+            "history": self.history,
+            "best": self.best,
+            **self.extra_state(),
+        }
+
+    def resume(self) -> bool:
+        """Load the last complete epoch's checkpoint if there is one; True when resumed."""
+        state = load_resume_checkpoint(self.last_path, logger=self.logger)
+        if state is None:
+            return False
+        self._check_same_run(state)
+        for key, obj in self.stateful().items():
+            if key == "model":
+                self._load_model(obj, state["model"])
+            elif state.get(key):
+                obj.load_state_dict(state[key])
+        restore_rng_state(state["rng"])
+        self.history, self.best = list(state["history"]), dict(state["best"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
+        return True
+
+    def _check_same_run(self, state: dict) -> None:
+        if state.get("kind") != self.kind:
+            raise CheckpointError(f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; "
+                                  f"use another output directory (--save_dir) or move the file away")
+        stored = {**state.get("meta", {}), **state}  # schema 1 kept a training run's identity under "meta"
+        differing = sorted(key for key, value in self.identity.items() if key in stored and stored[key] != value)
+        if differing:
+            found = ", ".join(f"{key}={stored[key]}" for key in differing)
+            wanted = ", ".join(f"{key}={self.identity[key]}" for key in differing)
+            raise CheckpointError(f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); "
+                                  f"use another output directory (--save_dir) or move the file away")
+
+    def _load_model(self, model: torch.nn.Module, model_state: dict) -> None:
+        try:
+            model.load_state_dict(model_state)
+        except RuntimeError as err:
+            problem = str(err).split("\n\t", 1)[-1].replace("\n\t", " ")
+            raise CheckpointError(
+                f"{self.last_path} holds a network that does not fit the one this command builds ({problem[:400]}). "
+                f"It was written with other model settings or by an older xautodl (NASNet search supernets gained "
+                f"the original's final BN + ReLU, `lastact`, in 2.0.0.dev0); pass another --save_dir (or seed) to "
+                f"start a new run, or move that checkpoint away") from None
+
+    # -------------------------------------------------------------------------------------------------- loop
+    def steps(self, loader: Any) -> int:
+        return steps_per_epoch(loader, self.limit_batches)
+
+    def progress_bar(self, steps: int, epoch: int) -> tqdm:
+        return tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False,
+                    disable=None if self.progress and self.is_main else True)
+
+    def log_step(self, bar: tqdm, epoch: int, step: int, steps: int, text: str) -> None:
+        """A plain log line every `print_freq` steps when no progress bar shows (logs of batch jobs)."""
+        if bar.disable and self.is_main and self.print_freq and (step + 1) % self.print_freq == 0:
+            self.logger.log(f"epoch {epoch + 1} step {step + 1}/{steps} {text}")
+
+    def check_finite(self, metrics: dict, epoch: int) -> None:
+        for key, value in metrics.items():
+            if key.endswith("_loss") and isinstance(value, float) and not math.isfinite(value):
+                raise TrainingError(
+                    f"the {key.replace('_', ' ')} became {value} in epoch {epoch + 1}; the run stopped and the last "
+                    f"good checkpoint ({self.last_path}) is kept. Try a smaller learning rate.")
+
+    def fit(self) -> list[dict]:
+        """Resume, then run, record and checkpoint the remaining epochs; returns the history."""
+        self.resume()
+        for epoch in range(self.start_epoch, self.total_epochs):
+            metrics = self.run_epoch(epoch)
+            self.check_finite(metrics, epoch)
+            entry = self.record(metrics)
+            self.history.append(entry)
+            self.on_epoch_end(epoch)
+            candidate = self.best_entry(epoch, entry)
+            is_best = candidate is not None and candidate[self.best_key] > self.best.get(self.best_key, -math.inf)
+            if is_best:
+                self.best = candidate
+            if self.is_main:
+                state = self.state_dict(epoch)
+                # Best before last: a crash between the two writes then repeats this epoch and rewrites both,
+                # instead of resuming past an epoch whose best checkpoint was never written.
+                if is_best and self.best_path is not None:
+                    save_checkpoint(self.best_path, state)
+                save_checkpoint(self.last_path, state)
+                self.on_saved(epoch)
+        return self.history
