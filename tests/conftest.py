@@ -1,10 +1,27 @@
-"""Shared pytest set-up: tests marked `cuda` run only where a CUDA device is present; shared fixtures."""
+"""Shared pytest set-up: tests marked `cuda` run only where a CUDA device is present; shared fixtures and helpers
+(the repository path, a tiny supernet and its batches, a recording mixer)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import torch
+
+from xautodl.spaces.nas201 import NB201Supernet
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout (tests run from it or from a clone of it)
+
+
+def tiny_supernet(mixer, seed: int = 0, **kwargs) -> NB201Supernet:
+    """A NAS-Bench-201 supernet small enough for unit tests (C=4, N=1, 5 classes), seeded."""
+    torch.manual_seed(seed)
+    return NB201Supernet(C=4, N=1, num_classes=5, mixer=mixer, **kwargs)
+
+
+def batch(seed: int, n: int = 6, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded batch of images and labels for `tiny_supernet`."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, size, size, generator=generator), torch.randint(0, 5, (n,), generator=generator)
 
 
 class RecordingMixer:
@@ -25,6 +42,16 @@ class RecordingMixer:
         self.calls.append(alphas)
         self.samples.append(self.mixer(alphas, op_names, **options))
         return self.samples[-1]
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: hundreds of tiny convolutions run fastest so on a small busy CPU, and
+    in-process runs then sum floats exactly as the launched runs do (OMP_NUM_THREADS=1)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def pytest_collection_modifyitems(config, items):

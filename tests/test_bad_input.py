@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from fakedata import write_cifar10, write_split_file
+from conftest import REPO
 from xautodl.runtime import load_checkpoint
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_A_NET = "scripts-search/NAS-Bench-201/train-a-net.sh"
 NAS_INFER = "scripts/nas-infer-train.sh"
 RETRAIN = "scripts/retrain-searched-net.sh"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from xautodl.runtime.distributed import per_process_batch
 import torch
 
@@ -23,8 +24,9 @@ from xautodl.commands import basic_main as nasnet_main
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet", "--print_freq", "0"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def arch_config(path: Path, genotype: str | None, channels: int, kind: str = "cifar") -> Path:
@@ -43,12 +45,6 @@ def arch_config(path: Path, genotype: str | None, channels: int, kind: str = "ci
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nats_bench.api_utils import ArchResults, ResultsCount, pickle_save
 
+from conftest import REPO
 from xautodl.bench import (
     NatsBenchmark,
     download_benchmark,
@@ -21,7 +22,6 @@ from xautodl.errors import ArchError, DataError
 from xautodl.runtime.cli import main_guard
 from xautodl.spaces.nas201 import parse_arch
 
-REPO = Path(__file__).resolve().parents[1]
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 NOT_STORED = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"

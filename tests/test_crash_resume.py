@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import fakedata
+from conftest import REPO
 from xautodl.runtime import load_checkpoint, load_resume_checkpoint, previous_path
 from xautodl.commands import search as cli
 from xautodl.runtime import epochs as epoch_skeleton
@@ -33,7 +34,6 @@ from xautodl.spaces.nas201 import enumerate_archs, parse_arch
 from xautodl.commands import basic_main as nasnet_main, train_a_net as nb201
 from xautodl.train.loop import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 SEARCH_SCRIPT = REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py"
 TRAIN_SCRIPT = REPO / "exps" / "NAS-Bench-201" / "main.py"
 BASIC_SCRIPT = REPO / "exps" / "basic" / "basic-main.py"
@@ -42,123 +42,16 @@ SEED = 5
 TINY_SEARCH = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "3",
                "--device", "cpu", "--quiet", "--no_benchmark", "--rand_seed", str(SEED)]
 
-LAUNCHER = '''"""Test launcher: imports torch and xautodl once, then for each request line (JSON: script, argv, cwd, env,
-output) forks a process that runs the entry script as `python script argv...` would, its output going to `output`.
-Prints {"pid": ...} when a run starts and {"exit": status} when it ends (-9: SIGKILL).
-
-CRASH_AT in a request's env makes the run SIGKILL itself:
-  step:N               right after the N-th SGD step of the run (mid-epoch)
-  pause:N              block after the N-th SGD step until killed from outside
-  temp-written:FILE@E  FILE's epoch-E checkpoint is complete in its temporary file, not yet renamed
-  prev-kept:FILE@E     FILE's current checkpoint is kept as FILE.prev, the epoch-E one not yet renamed
-"""
-import json
-import os
-import runpy
-import signal
-import sys
-import traceback
-
-import sklearn.datasets
-import torch
-import torch._dynamo
-import torch.utils.tensorboard
-from torch.optim.optimizer import register_optimizer_step_post_hook
-
-import xautodl.runtime.checkpoint as checkpoint
-import xautodl.commands.search
-import xautodl.commands.train_a_net
-
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def after_sgd_steps(count, action):
-    done = [0]
-
-    def hook(optimizer, args, kwargs):
-        if isinstance(optimizer, torch.optim.SGD):
-            done[0] += 1
-            if done[0] == count:
-                action()
-
-    register_optimizer_step_post_hook(hook)
-
-
-def while_writing(moment, file_name, epoch):
-    write_temporary, keep_previous = checkpoint._write_verified_temporary, checkpoint._keep_as_previous
-    watched = [False]
-
-    def write(target, payload):
-        tmp = write_temporary(target, payload)
-        watched[0] = target.name == file_name and payload.get("epoch") == epoch
-        if moment == "temp-written" and watched[0]:
-            die()
-        return tmp
-
-    def keep(target):
-        keep_previous(target)
-        if moment == "prev-kept" and watched[0]:
-            die()
-
-    checkpoint._write_verified_temporary, checkpoint._keep_as_previous = write, keep
-
-
-def install_crash(crash_at):
-    kind, _, where = crash_at.partition(":")
-    if kind == "step":
-        after_sgd_steps(int(where), die)
-    elif kind == "pause":
-        after_sgd_steps(int(where), signal.pause)
-    elif kind in ("temp-written", "prev-kept"):
-        name, _, epoch = where.partition("@")
-        while_writing(kind, name, int(epoch))
-
-
-def run(request):
-    os.chdir(request["cwd"])
-    os.environ.update(request["env"])
-    output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    install_crash(os.environ.get("CRASH_AT", ""))
-    sys.argv = [request["script"], *request["argv"]]
-    try:
-        runpy.run_path(request["script"], run_name="__main__")
-        status = 0
-    except SystemExit as stop:
-        status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-    except BaseException:
-        traceback.print_exc()
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
-torch.set_num_threads(1)
-for line in sys.stdin:
-    request = json.loads(line)
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        run(request)
-    print(json.dumps({"pid": pid}), flush=True)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}), flush=True)
-'''
+LAUNCHER = Path(__file__).resolve().parent / "crash_launcher.py"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 @pytest.fixture(scope="module")
-def launcher(tmp_path_factory):
-    """The launcher process (see LAUNCHER) and a queue of the lines it prints."""
-    script = tmp_path_factory.mktemp("launcher") / "launcher.py"
-    script.write_text(LAUNCHER)
+def launcher():
+    """The launcher process (tests/crash_launcher.py) and a queue of the lines it prints."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, str(LAUNCHER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, env=env)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -179,13 +72,6 @@ def cifar_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@pytest.fixture
-def one_thread():
-    """In-process reference runs use one thread, like the launched runs (OMP_NUM_THREADS=1): same float sums."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Stages:

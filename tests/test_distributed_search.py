@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def torchrun_search(algorithm: str, run_dir: Path) -> subprocess.CompletedProcess:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import RecordingMixer, tiny_supernet
 from xautodl.errors import ArchError
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
 from xautodl.spaces import nas201
 from xautodl.spaces.nas201 import (
     Arch,
-    NB201Supernet,
     ResNetBlock,
     SearchCell,
     TinyNetwork,
@@ -149,21 +149,6 @@ def test_resnet_block_shortcut():
     assert isinstance(ResNetBlock(4, 4, 1).shortcut, torch.nn.Identity)
 
 
-class CountingMixer(SoftmaxMixer):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __call__(self, alphas, op_names, **options):
-        self.calls += 1
-        return super().__call__(alphas, op_names, **options)
-
-
-def tiny_supernet(mixer, **kwargs) -> NB201Supernet:
-    torch.manual_seed(0)
-    return NB201Supernet(C=4, N=1, num_classes=5, mixer=mixer, **kwargs)
-
-
 def test_supernet_parameter_groups():
     model = tiny_supernet(SoftmaxMixer())
     alphas, weights = model.alphas(), model.weights()
@@ -218,10 +203,10 @@ def test_supernet_forward_and_alpha_gradients(mixer):
 
 
 def test_supernet_samples_once_per_forward():
-    mixer = CountingMixer()
+    mixer = RecordingMixer(SoftmaxMixer())
     model = tiny_supernet(mixer)
     model(torch.randn(2, 3, 8, 8))
-    assert mixer.calls == 1
+    assert len(mixer.calls) == 1 and mixer.calls[0] is model.arch_parameters
 
 
 def test_supernet_rejects_ops_outside_the_space():

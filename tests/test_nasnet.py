@@ -17,14 +17,9 @@ from xautodl.utils.flops import count_flops_m, count_params_mb
 
 OP_INDEX = {name: k for k, name in enumerate(DARTS_OPS)}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Hundreds of tiny convolutions run fastest on one thread; more threads stall on a busy small CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -37,14 +37,9 @@ CELLS = {"normal": (False, False), "normal_after_reduction": (False, True), "red
 ALL_NONE_NODE = 3
 PARAMETERISED = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Hundreds of tiny convolutions run fastest on one thread; more threads stall on a busy small CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+
 
 
 def _textbook_edges() -> list[tuple[int, int]]:

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from fakedata import write_cifar10, write_split_file
+from conftest import REPO
 from xautodl.config_utils import load_config, resolve_config_path
 from xautodl.errors import ConfigError
 from xautodl.runtime import load_checkpoint
 from xautodl.commands import search as cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
 
-REPO = Path(__file__).resolve().parents[1]
 NAS_INFER = "scripts/nas-infer-train.sh"
 RETRAIN = "scripts/retrain-searched-net.sh"
 SEARCH_GDAS = "scripts-search/NASNet-space-search-by-GDAS.sh"

@@ -12,6 +12,7 @@ import torch
 
 import fakedata
 from test_bench import write_benchmark_folder
+from conftest import REPO
 from xautodl.datasets import load_images
 from xautodl.runtime import load_checkpoint
 from xautodl.spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
@@ -19,7 +20,6 @@ from xautodl.commands import train_a_net as nb201
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
 
-REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ["cifar10-valid", "cifar10", "cifar100", "ImageNet16-120"]
 
 
@@ -47,6 +47,21 @@ def train(tmp_path, *extra: str, datasets=SETTINGS, epochs: int = 1) -> dict:
             "--epochs", str(epochs), "--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet",
             "--split_dir", str(tmp_path / "splits"), "--save_dir", str(tmp_path / "out"), *extra]
     return nb201.run(argv)
+
+
+def train_interrupted_in_the_second_epoch(tmp_path, monkeypatch) -> None:
+    """A 2-epoch cifar10 run that dies (KeyboardInterrupt) in its second epoch, after the first one's checkpoint."""
+    real_train_epoch = Trainer.train_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_train_epoch(self, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path, datasets=["cifar10"], epochs=2)
 
 
 def result_file(tmp_path) -> Path:
@@ -90,18 +105,8 @@ def test_interrupted_setting_resumes_and_matches_an_uninterrupted_run(torch_home
     (straight / "splits").symlink_to(tmp_path / "splits")
     train(straight, datasets=["cifar10"], epochs=2)
 
-    real_train_epoch = Trainer.train_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(tmp_path, datasets=["cifar10"], epochs=2)
+    train_interrupted_in_the_second_epoch(tmp_path, monkeypatch)
     assert not result_file(tmp_path).exists()
-    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
     train(tmp_path, datasets=["cifar10"], epochs=2)
 
     ours = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10"]["epochs"]
@@ -171,17 +176,7 @@ def test_two_process_train_a_net(torch_home, tmp_path):
 def test_a_checkpoint_in_the_old_checkpoints_folder_is_moved_and_resumed(torch_home, tmp_path, monkeypatch):
     """train-a-net once wrote checkpoints/<name>-<setting>.pth; a re-run moves it to the one run layout
     (checkpoint/<name>-<setting>-basic.pth) and resumes from it."""
-    real_train_epoch = Trainer.train_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(tmp_path, datasets=["cifar10"], epochs=2)
-    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
+    train_interrupted_in_the_second_epoch(tmp_path, monkeypatch)
     (current,) = (tmp_path / "out" / "checkpoint").glob("*-cifar10-basic.pth")
     old = tmp_path / "out" / "checkpoints" / current.name.replace("-basic.pth", ".pth")
     old.parent.mkdir()

@@ -6,73 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from conftest import batch, tiny_supernet
 from xautodl.search.algorithms import build_algorithm
 from xautodl.search.loop import tau_at
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
-from xautodl.spaces.nas201 import NB201Supernet, SearchCell
-
-
-def tiny_supernet(mixer, seed: int = 0, **kwargs) -> NB201Supernet:
-    torch.manual_seed(seed)
-    return NB201Supernet(C=4, N=1, num_classes=5, mixer=mixer, **kwargs)
-
-
-def batch(seed: int, n: int = 6, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, size, size, generator=generator), torch.randint(0, 5, (n,), generator=generator)
-
-
-def test_gumbel_sample_is_one_hot_with_soft_gradient():
-    mixer = GumbelHardMixer(tau=1.0, seed=3)
-    alphas = torch.randn(6, 5, requires_grad=True)
-    sample = mixer(alphas, ["a"] * 5)
-    assert torch.equal(sample.weights.detach().sum(-1), torch.ones(6))
-    assert set(sample.weights.detach().flatten().tolist()) <= {0.0, 1.0}
-    chosen = [edge[0] for edge in sample.active]
-    assert chosen == sample.weights.detach().argmax(-1).tolist()
-    # Straight-through: the gradient of the hard weights is that of the soft probabilities.
-    (sample.weights * torch.arange(5.0)).sum().backward()
-    assert alphas.grad is not None and torch.all(alphas.grad.abs().sum(-1) > 0)
-
-
-def test_gdas_forward_computes_only_the_sampled_op_of_every_edge():
-    model = tiny_supernet(GumbelHardMixer(tau=1.0, seed=1))
-    with torch.no_grad():  # favour the convolutions: a sample of only none / pooling has a constant output
-        model.arch_parameters[:, model.op_names.index("nor_conv_3x3")] = 8.0
-    calls: dict[tuple[int, int, int], int] = {}
-    for c, cell in enumerate(model.cells):
-        if isinstance(cell, SearchCell):
-            for e, ops in enumerate(cell.edges):
-                for k, op in enumerate(ops):
-                    # The last layer runs whenever the op does (ops starting with a ReLU are entered through
-                    # `after_relu`, which skips the op's own forward hook).
-                    last = op[-1] if isinstance(op, torch.nn.Sequential) else op
-                    last.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
-    samples = []
-    original_call = model.mixer.__call__
-    model.mixer = type("Recorder", (), {"__call__": lambda self, a, n: samples.append(original_call(a, n)) or samples[-1],
-                                        "tau": 5.0})()
-    x, y = batch(0)
-    loss = F.cross_entropy(model(x), y)
-    assert len(samples) == 1, "one architecture sample per forward, shared by all cells"
-    sampled = [edge[0] for edge in samples[0].active]
-    search_cells = [c for c, cell in enumerate(model.cells) if isinstance(cell, SearchCell)]
-    expected = {(c, e, sampled[e]): 1 for c in search_cells for e in range(6)}
-    assert calls == expected
-    loss.backward()
-    grad = model.arch_parameters.grad
-    assert grad is not None and torch.all(grad != 0), "every alpha gets a non-zero gradient"
-
-
-def test_darts_mixes_every_op_but_none():
-    model = tiny_supernet(SoftmaxMixer())
-    called = []
-    cell = next(c for c in model.cells if isinstance(c, SearchCell))
-    for k, op in enumerate(cell.edges[0]):
-        last = op[-1] if isinstance(op, torch.nn.Sequential) else op  # runs whenever the op does
-        last.register_forward_hook(lambda *_, k=k: called.append(k))
-    model(batch(0)[0])
-    assert sorted(called) == [k for k, name in enumerate(model.op_names) if name != "none"]
 
 
 def test_tau_schedule_is_linear_from_max_to_min():

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import REPO
 from xautodl.commands import summary as summary_cli
 from xautodl.errors import XAutoDLError
 from xautodl.runtime import load_checkpoint
 from xautodl.commands import search as cli
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
         "--device", "cpu", "--quiet"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,191 @@
+"""The edge mixers (`xautodl.search.mixing`): GDAS's hard Gumbel sample and straight-through node, DARTS's softmax
+mixture, each against its textbook definition; and the kernel-count budgets of their fast paths."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import batch, tiny_supernet
+from xautodl.search.mixing import EdgeSample, GumbelHardMixer, SoftmaxMixer
+from xautodl.spaces.nas201 import NB201_OPS, SearchCell
+from xautodl.spaces.ops import Zero
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def _edge_ops() -> list[nn.Module]:
+    return [Zero(2, 2, 1), Scale(2.0), Scale(-3.0), Scale(0.5)]
+
+
+def _gdas_node_by_definition(weights, chosen, xs, ops):
+    """GDAS as published: per edge sum_j (w_j * op_j(x) if j is sampled else w_j), summed over the node's edges."""
+    total = 0
+    for w, k, x in zip(weights, chosen, xs):
+        total = total + sum(w[j] * ops[j](x) if j == k else w[j] for j in range(len(ops)))
+    return total
+
+
+@pytest.mark.parametrize("chosen", [[1, 2], [0, 3], [0, 0], [3, 3]])
+def test_gdas_node_equals_the_published_sum_in_value_and_gradient(chosen):
+    torch.manual_seed(1)
+    logits = torch.randn(2, 4, requires_grad=True)
+    probs = F.softmax(logits, dim=-1)
+    weights = F.one_hot(torch.tensor(chosen), 4).float() - probs.detach() + probs
+    xs = [torch.randn(3, 2, 4, 4, requires_grad=True) for _ in chosen]
+    ops = _edge_ops()
+    sample = EdgeSample(weights, [[k] for k in chosen], hard=True, zero_ops=frozenset({0}))
+    node = sample.node([(e, ops, x) for e, x in enumerate(xs)])
+    expected = _gdas_node_by_definition(weights, chosen, xs, ops)
+    expected = expected.expand_as(node) if expected.dim() == 0 else expected
+    torch.testing.assert_close(node, expected)
+    upstream = torch.randn_like(node)
+    got = torch.autograd.grad(node, [logits, *xs], upstream, allow_unused=True, retain_graph=True)
+    want = torch.autograd.grad(expected, [logits, *xs], upstream, allow_unused=True)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None or not g.any()
+        else:
+            torch.testing.assert_close(g, w)
+    assert logits.grad is None and got[0].abs().sum() > 0
+
+
+def test_softmax_node_mixes_every_op_but_none():
+    logits = torch.randn(2, 4, requires_grad=True)
+    sample = SoftmaxMixer()(logits, ["none", "a", "b", "c"])
+    xs = [torch.randn(3, 2, 4, 4) for _ in range(2)]
+    ops = _edge_ops()
+    node = sample.node([(e, ops, x) for e, x in enumerate(xs)])
+    w = F.softmax(logits, dim=-1)
+    expected = sum(w[e, j] * ops[j](x) for e, x in enumerate(xs) for j in range(1, 4))
+    torch.testing.assert_close(node, expected)
+
+
+def test_gumbel_sample_marks_none_as_not_computed():
+    sample = GumbelHardMixer(tau=1.0, seed=0)(torch.zeros(3, 4), ["skip", "none", "conv", "none"])
+    assert sample.zero_ops == frozenset({1, 3})
+    assert all(len(active) == 1 for active in sample.active)
+
+
+def _count_aten(fn, name: str) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.count += str(func.overloadpacket) == name
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.count
+
+
+@pytest.mark.budget
+def test_darts_cell_computes_one_relu_per_node_input_with_the_same_value_and_gradient():
+    """Budget: 3 ReLUs per DARTS NAS-Bench-201 cell (12 without the shared ReLU), same value and gradient."""
+    torch.manual_seed(0)
+    cell = SearchCell(4, 4, NB201_OPS, affine=False, track_running_stats=False).double()
+    logits = torch.randn(6, len(NB201_OPS), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    # Every node but the last is read by two conv ops on each of its outgoing edges: 12 ReLUs unshared, 3 shared.
+    assert _count_aten(lambda: cell(x, SoftmaxMixer()(logits, NB201_OPS)), "aten.relu") == 3
+    out = cell(x, SoftmaxMixer()(logits, NB201_OPS))
+    w = F.softmax(logits, dim=-1)
+    nodes = [x]
+    for inputs in cell.node_edges:  # the textbook sum: every op on its own input, none included
+        nodes.append(sum(w[e, k] * op(nodes[source]) for e, source in inputs for k, op in enumerate(cell.edges[e])))
+    torch.testing.assert_close(out, nodes[-1])
+    upstream = torch.randn_like(out)
+    got = torch.autograd.grad(out, [logits, x, *cell.parameters()], upstream)
+    want = torch.autograd.grad(nodes[-1], [logits, x, *cell.parameters()], upstream)
+    for g, expected in zip(got, want):
+        torch.testing.assert_close(g, expected)
+
+
+@pytest.mark.budget
+def test_gdas_node_without_gradient_uses_host_weights_and_equals_the_differentiable_node():
+    """Budget: a GDAS weight-step cell multiplies only by weights other than 1.0 (and in its average pools), and
+    adds no straight-through terms; its output equals the differentiable forward's."""
+    torch.manual_seed(2)
+    cell = SearchCell(4, 4, NB201_OPS, affine=False, track_running_stats=False).double()
+    logits = torch.randn(6, len(NB201_OPS), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    for seed in range(5):
+        differentiable = GumbelHardMixer(tau=5.0, seed=seed)(logits, NB201_OPS)
+        frozen = GumbelHardMixer(tau=5.0, seed=seed)(logits.detach(), NB201_OPS)
+        assert frozen.active == differentiable.active and not frozen.differentiable
+        assert frozen.host_weights == differentiable.weights.detach().gather(
+            -1, torch.tensor(frozen.active)).tolist()
+        assert torch.equal(cell(x, frozen), cell(x, differentiable))
+    # Without a gradient to carry, the straight-through offsets cost no kernel, nor does a weight of exactly 1.0:
+    # the only multiplications left are the average pools' own and those by weights that differ from 1.0.
+    sample = GumbelHardMixer(tau=5.0, seed=0)(logits.detach(), NB201_OPS)
+    pools = sum(NB201_OPS[k] == "avg_pool_3x3" for (k,) in sample.active)
+    scaled = sum(w != 1.0 and NB201_OPS[k] != "none" for (k,), (w,) in zip(sample.active, sample.host_weights))
+    assert pools > 0 and scaled < 6
+    assert _count_aten(lambda: cell(x, sample), "aten.mul") == pools + scaled
+    assert _count_aten(lambda: cell(x, sample), "aten.addcmul") == 0
+    assert _count_aten(lambda: cell(x, sample), "aten.sum") == 0
+
+
+def test_gumbel_sample_is_one_hot_with_soft_gradient():
+    mixer = GumbelHardMixer(tau=1.0, seed=3)
+    alphas = torch.randn(6, 5, requires_grad=True)
+    sample = mixer(alphas, ["a"] * 5)
+    assert torch.equal(sample.weights.detach().sum(-1), torch.ones(6))
+    assert set(sample.weights.detach().flatten().tolist()) <= {0.0, 1.0}
+    chosen = [edge[0] for edge in sample.active]
+    assert chosen == sample.weights.detach().argmax(-1).tolist()
+    # Straight-through: the gradient of the hard weights is that of the soft probabilities.
+    (sample.weights * torch.arange(5.0)).sum().backward()
+    assert alphas.grad is not None and torch.all(alphas.grad.abs().sum(-1) > 0)
+
+
+def test_gdas_forward_computes_only_the_sampled_op_of_every_edge():
+    model = tiny_supernet(GumbelHardMixer(tau=1.0, seed=1))
+    with torch.no_grad():  # favour the convolutions: a sample of only none / pooling has a constant output
+        model.arch_parameters[:, model.op_names.index("nor_conv_3x3")] = 8.0
+    calls: dict[tuple[int, int, int], int] = {}
+    for c, cell in enumerate(model.cells):
+        if isinstance(cell, SearchCell):
+            for e, ops in enumerate(cell.edges):
+                for k, op in enumerate(ops):
+                    # The last layer runs whenever the op does (ops starting with a ReLU are entered through
+                    # `after_relu`, which skips the op's own forward hook).
+                    last = op[-1] if isinstance(op, torch.nn.Sequential) else op
+                    last.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
+    samples = []
+    original_call = model.mixer.__call__
+    model.mixer = type("Recorder", (), {"__call__": lambda self, a, n: samples.append(original_call(a, n)) or samples[-1],
+                                        "tau": 5.0})()
+    x, y = batch(0)
+    loss = F.cross_entropy(model(x), y)
+    assert len(samples) == 1, "one architecture sample per forward, shared by all cells"
+    sampled = [edge[0] for edge in samples[0].active]
+    search_cells = [c for c, cell in enumerate(model.cells) if isinstance(cell, SearchCell)]
+    expected = {(c, e, sampled[e]): 1 for c in search_cells for e in range(6)}
+    assert calls == expected
+    loss.backward()
+    grad = model.arch_parameters.grad
+    assert grad is not None and torch.all(grad != 0), "every alpha gets a non-zero gradient"
+
+
+def test_darts_mixes_every_op_but_none():
+    model = tiny_supernet(SoftmaxMixer())
+    called = []
+    cell = next(c for c in model.cells if isinstance(c, SearchCell))
+    for k, op in enumerate(cell.edges[0]):
+        last = op[-1] if isinstance(op, torch.nn.Sequential) else op  # runs whenever the op does
+        last.register_forward_hook(lambda *_, k=k: called.append(k))
+    model(batch(0)[0])
+    assert sorted(called) == [k for k, name in enumerate(model.op_names) if name != "none"]
