@@ -2,15 +2,19 @@
 mixture, each against its textbook definition; and the kernel-count budgets of their fast paths."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from conftest import batch, tiny_supernet
-from xautodl.search.mixing import EdgeSample, GumbelHardMixer, SoftmaxMixer
+from conftest import RecordingMixer
+from xautodl.search.mixing import GumbelHardMixer, GumbelSample, SoftmaxMixer
 from xautodl.spaces.nas201 import NB201_OPS, SearchCell
-from xautodl.spaces.ops import Zero
+from xautodl.spaces.ops import NodeInput, Zero
+from xautodl.utils.fastpath import textbook
 
 
 class Scale(nn.Module):
@@ -42,8 +46,9 @@ def test_gdas_node_equals_the_published_sum_in_value_and_gradient(chosen):
     weights = F.one_hot(torch.tensor(chosen), 4).float() - probs.detach() + probs
     xs = [torch.randn(3, 2, 4, 4, requires_grad=True) for _ in chosen]
     ops = _edge_ops()
-    sample = EdgeSample(weights, [[k] for k in chosen], hard=True, zero_ops=frozenset({0}))
-    node = sample.node([(e, ops, x) for e, x in enumerate(xs)])
+    values = weights.detach().gather(-1, torch.tensor(chosen).unsqueeze(-1)).squeeze(-1).tolist()
+    sample = GumbelSample(weights, torch.tensor(chosen), list(chosen), values, none_ops=frozenset({0}))
+    node = sample.node([(e, ops, NodeInput(x)) for e, x in enumerate(xs)])
     expected = _gdas_node_by_definition(weights, chosen, xs, ops)
     expected = expected.expand_as(node) if expected.dim() == 0 else expected
     torch.testing.assert_close(node, expected)
@@ -63,7 +68,7 @@ def test_softmax_node_mixes_every_op_but_none():
     sample = SoftmaxMixer()(logits, ["none", "a", "b", "c"])
     xs = [torch.randn(3, 2, 4, 4) for _ in range(2)]
     ops = _edge_ops()
-    node = sample.node([(e, ops, x) for e, x in enumerate(xs)])
+    node = sample.node([(e, ops, NodeInput(x)) for e, x in enumerate(xs)])
     w = F.softmax(logits, dim=-1)
     expected = sum(w[e, j] * ops[j](x) for e, x in enumerate(xs) for j in range(1, 4))
     torch.testing.assert_close(node, expected)
@@ -71,8 +76,8 @@ def test_softmax_node_mixes_every_op_but_none():
 
 def test_gumbel_sample_marks_none_as_not_computed():
     sample = GumbelHardMixer(tau=1.0, seed=0)(torch.zeros(3, 4), ["skip", "none", "conv", "none"])
-    assert sample.zero_ops == frozenset({1, 3})
-    assert all(len(active) == 1 for active in sample.active)
+    assert sample.none_ops == frozenset({1, 3})
+    assert len(sample.chosen_ops) == 3 and sample.chosen.tolist() == sample.chosen_ops
 
 
 def _count_aten(fn, name: str) -> int:
@@ -123,15 +128,15 @@ def test_gdas_node_without_gradient_uses_host_weights_and_equals_the_differentia
     for seed in range(5):
         differentiable = GumbelHardMixer(tau=5.0, seed=seed)(logits, NB201_OPS)
         frozen = GumbelHardMixer(tau=5.0, seed=seed)(logits.detach(), NB201_OPS)
-        assert frozen.active == differentiable.active and not frozen.differentiable
-        assert frozen.host_weights == differentiable.weights.detach().gather(
-            -1, torch.tensor(frozen.active)).tolist()
+        assert frozen.chosen_ops == differentiable.chosen_ops and not frozen.differentiable
+        assert frozen.chosen_values == differentiable.weights.detach().gather(
+            -1, torch.tensor(frozen.chosen_ops).unsqueeze(-1)).squeeze(-1).tolist()
         assert torch.equal(cell(x, frozen), cell(x, differentiable))
     # Without a gradient to carry, the straight-through offsets cost no kernel, nor does a weight of exactly 1.0:
     # the only multiplications left are the average pools' own and those by weights that differ from 1.0.
     sample = GumbelHardMixer(tau=5.0, seed=0)(logits.detach(), NB201_OPS)
-    pools = sum(NB201_OPS[k] == "avg_pool_3x3" for (k,) in sample.active)
-    scaled = sum(w != 1.0 and NB201_OPS[k] != "none" for (k,), (w,) in zip(sample.active, sample.host_weights))
+    pools = sum(NB201_OPS[k] == "avg_pool_3x3" for k in sample.chosen_ops)
+    scaled = sum(w != 1.0 and NB201_OPS[k] != "none" for k, w in zip(sample.chosen_ops, sample.chosen_values))
     assert pools > 0 and scaled < 6
     assert _count_aten(lambda: cell(x, sample), "aten.mul") == pools + scaled
     assert _count_aten(lambda: cell(x, sample), "aten.addcmul") == 0
@@ -144,8 +149,7 @@ def test_gumbel_sample_is_one_hot_with_soft_gradient():
     sample = mixer(alphas, ["a"] * 5)
     assert torch.equal(sample.weights.detach().sum(-1), torch.ones(6))
     assert set(sample.weights.detach().flatten().tolist()) <= {0.0, 1.0}
-    chosen = [edge[0] for edge in sample.active]
-    assert chosen == sample.weights.detach().argmax(-1).tolist()
+    assert sample.chosen_ops == sample.weights.detach().argmax(-1).tolist()
     # Straight-through: the gradient of the hard weights is that of the soft probabilities.
     (sample.weights * torch.arange(5.0)).sum().backward()
     assert alphas.grad is not None and torch.all(alphas.grad.abs().sum(-1) > 0)
@@ -160,18 +164,13 @@ def test_gdas_forward_computes_only_the_sampled_op_of_every_edge():
         if isinstance(cell, SearchCell):
             for e, ops in enumerate(cell.edges):
                 for k, op in enumerate(ops):
-                    # The last layer runs whenever the op does (ops starting with a ReLU are entered through
-                    # `after_relu`, which skips the op's own forward hook).
-                    last = op[-1] if isinstance(op, torch.nn.Sequential) else op
-                    last.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
-    samples = []
-    original_call = model.mixer.__call__
-    model.mixer = type("Recorder", (), {"__call__": lambda self, a, n: samples.append(original_call(a, n)) or samples[-1],
-                                        "tau": 5.0})()
+                    # Every op runs through its own __call__ (the shared ReLU included), so its hooks fire.
+                    op.register_forward_hook(lambda *_, key=(c, e, k): calls.__setitem__(key, calls.get(key, 0) + 1))
+    model.mixer = RecordingMixer(model.mixer)
     x, y = batch(0)
     loss = F.cross_entropy(model(x), y)
-    assert len(samples) == 1, "one architecture sample per forward, shared by all cells"
-    sampled = [edge[0] for edge in samples[0].active]
+    assert len(model.mixer.samples) == 1, "one architecture sample per forward, shared by all cells"
+    sampled = model.mixer.samples[0].chosen_ops
     search_cells = [c for c, cell in enumerate(model.cells) if isinstance(cell, SearchCell)]
     expected = {(c, e, sampled[e]): 1 for c in search_cells for e in range(6)}
     assert calls == expected
@@ -189,3 +188,45 @@ def test_darts_mixes_every_op_but_none():
         last.register_forward_hook(lambda *_, k=k: called.append(k))
     model(batch(0)[0])
     assert sorted(called) == [k for k, name in enumerate(model.op_names) if name != "none"]
+
+
+@pytest.mark.parametrize("space", ["nas-bench-201", "nasnet"])
+@pytest.mark.parametrize("algorithm", ["GDAS", "DARTS-V1"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_supernet_fast_paths_equal_their_textbook_forms(space, algorithm, layout):
+    """Every fast op and mixer path against its textbook form through the one switch (`textbook()`): logits, alpha
+    and weight gradients and BN statistics of a whole supernet, in float64."""
+    from xautodl.search.algorithms import build_mixer
+    from xautodl.spaces import get_space
+
+    def run(textbook_mode: bool):
+        torch.manual_seed(0)
+        mixer = build_mixer(algorithm, tau=5.0, seed=1)
+        if space == "nasnet":
+            config = {"C": 4, "N": 1, "steps": 4, "multiplier": 4, "stem_multiplier": 3, "name": "GDAS"}
+            model = get_space(space).build_supernet(mixer, 5, model_config=config)
+        else:
+            model = get_space(space).build_supernet(mixer, 5, C=4, N=1)
+        model = model.double().to(memory_format=layout)
+        with torch.no_grad():  # spread alphas: GDAS then samples a mix of ops, `none` seldom on a whole node
+            for alphas in model.alphas():
+                alphas.normal_(0.0, 1.0)
+                alphas[:, 0] -= 2.0  # `none` is op 0 in both spaces
+        x = batch(0, n=4, size=16)[0].double().contiguous(memory_format=layout)
+        with (textbook() if textbook_mode else contextlib.nullcontext()):
+            logits = model(x)
+            probe = torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits)
+            grads = torch.autograd.grad((logits * probe).sum(), [*model.alphas(), *model.weights()], allow_unused=True)
+        return logits, grads, [b.clone() for b in model.buffers()]
+
+    (fast, fast_grads, fast_buffers), (slow, slow_grads, slow_buffers) = run(False), run(True)
+    torch.testing.assert_close(fast, slow)
+    alpha_grads = fast_grads[:1 if space == "nas-bench-201" else 2]
+    assert all(g.abs().sum() > 0 for g in alpha_grads), "the alphas must get a gradient, else this proves little"
+    for got, want in zip(fast_grads, slow_grads):
+        if got is None or want is None:  # ops that GDAS did not sample (or `none` edges): zero in the other form
+            assert (got is None or not got.any()) and (want is None or not want.any())
+        else:
+            torch.testing.assert_close(got, want)
+    for got, want in zip(fast_buffers, slow_buffers):
+        torch.testing.assert_close(got, want)

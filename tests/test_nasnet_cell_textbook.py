@@ -1,6 +1,6 @@
 """A NASNet search cell computes its textbook definition: values and gradients, both mixers, both memory layouts.
 
-The fast cell (`NASNetSearchCell.forward` with `EdgeSample.node`) shares one ReLU per node input, skips `none`,
+The fast cell (`NASNetSearchCell.forward` with the samples' `node`) shares one ReLU per node input, skips `none`,
 computes only the sampled op under GDAS, uses host float weights without a gradient and adds the value-zero
 weights of unsampled ops as one scalar per node. The textbook form below has none of that: it preprocesses both
 inputs, calls every op module of an edge on its own (each with its own ReLU), weights it by the edge's mixing
@@ -193,7 +193,7 @@ def _covering_seed(alphas: torch.Tensor) -> int:
     a parameterised op, a pooling op, and a skip connection."""
     for seed in range(200):
         sample = GumbelHardMixer(tau=TAU, seed=seed)(alphas.detach(), DARTS_OPS)
-        names = [DARTS_OPS[k] for (k,) in sample.active]
+        names = [DARTS_OPS[k] for k in sample.chosen_ops]
         node_names = [name for name, (node, _) in zip(names, _textbook_edges()) if node == ALL_NONE_NODE]
         others = [name for name, (node, _) in zip(names, _textbook_edges()) if node != ALL_NONE_NODE]
         if (all(name == "none" for name in node_names) and len(set(others)) >= 4
@@ -205,8 +205,8 @@ def _covering_seed(alphas: torch.Tensor) -> int:
 
 def _check_gdas_sample(sample, unsampled_gradient: bool) -> list[int]:
     """The sample's chosen ops, checked for coverage and consistency with its weights."""
-    chosen = [ops[0] for ops in sample.active]
-    assert all(len(ops) == 1 for ops in sample.active)
+    chosen = sample.chosen_ops
+    assert len(chosen) == len(sample.weights)
     assert sample.chosen.tolist() == chosen
     assert sample.unsampled_gradient == unsampled_gradient
     names = [DARTS_OPS[k] for k in chosen]
@@ -253,10 +253,10 @@ def test_gdas_weight_step_with_frozen_alphas_uses_host_weights_and_equals_the_te
     differentiable = GumbelHardMixer(tau=TAU, seed=seed)(alphas, DARTS_OPS)
     with frozen([alphas]):
         sample = GumbelHardMixer(tau=TAU, seed=seed)(alphas, DARTS_OPS)
-        assert not sample.differentiable and sample.host_weights is not None
-        assert sample.active == differentiable.active  # the weight step sees the sample the alpha step would
+        assert not sample.differentiable and sample.chosen_values is not None
+        assert sample.chosen_ops == differentiable.chosen_ops  # the weight step sees the sample the alpha step would
         chosen = _check_gdas_sample(sample, True)
-        assert [w for (w,) in sample.host_weights] == [sample.weights[e, k].item() for e, k in enumerate(chosen)]
+        assert sample.chosen_values == [sample.weights[e, k].item() for e, k in enumerate(chosen)]
         out = cell(s0, s1, sample)
         expected = _textbook_cell(reference, s0, s1, _gdas_edge(sample.weights, chosen, False))
     assert alphas.requires_grad

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xautodl.spaces.ops import DepthwiseConv2d, FactorizedReduce, build_op, from_phases, to_phases
+from xautodl.spaces.ops import DepthwiseConv2d, FactorizedReduce, NodeInput, build_op, from_phases, to_phases
+from xautodl.utils.fastpath import textbook
 
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
@@ -85,11 +86,15 @@ RELU_FIRST = [("nor_conv_3x3", 1), ("nor_conv_1x1", 2), ("sep_conv_3x3", 1), ("s
 
 
 @pytest.mark.parametrize("name,stride", RELU_FIRST)
-def test_ops_that_start_with_a_relu_equal_their_forward_given_the_relu(name, stride):
+def test_ops_that_start_with_a_relu_equal_their_forward_given_the_nodes_shared_relu(name, stride):
     torch.manual_seed(0)
     op = build_op(name, 4, 4, stride).double().eval()
-    assert hasattr(op, "after_relu") and isinstance(op.activation, nn.ReLU)
+    assert op.reads_node_input and isinstance(op.activation, nn.ReLU)
     x = torch.randn(2, 4, 8, 8, dtype=torch.float64)
-    assert torch.equal(op.after_relu(F.relu(x)), op(x))
+    node = NodeInput(x)
+    assert torch.equal(node.apply(op), op(x))
+    assert list(node._activated) == [nn.ReLU]  # the ReLU was computed by the node, once
+    with textbook():
+        assert torch.equal(NodeInput(x).apply(op), op(x))
 
 

@@ -35,6 +35,7 @@ from torch import nn
 from conftest import RecordingMixer
 from parity_protocol import run_model_case
 from xautodl.search.algorithms import build_mixer
+from xautodl.search.mixing import GumbelSample
 from xautodl.spaces.genotypes import parse_genotype
 from xautodl.spaces.nas201 import NB201Supernet, TinyNetwork
 from xautodl.spaces.nasnet import NASNetSupernet, build_inference_net
@@ -155,7 +156,7 @@ def run_ours(case: dict, model: nn.Module) -> dict:
     def samples():  # the ops GDAS sampled, in the order drawn
         if not isinstance(mixer, RecordingMixer):
             return []
-        return [sample.chosen.detach() for sample in mixer.samples if sample.chosen is not None]
+        return [sample.chosen.detach() for sample in mixer.samples if isinstance(sample, GumbelSample)]
 
     return run_model_case(model, case, forward, prepare_input=lambda x: x.contiguous(memory_format=layout),
                           samples=samples)

@@ -148,3 +148,15 @@ def test_darts_has_no_temperature_to_log_or_set(tmp_path, capsys):
     with pytest.raises(SystemExit):
         search(tmp_path, "other", "DARTS-V1", epochs=1, extra=["--tau_max", "5"])
     assert "unrecognized arguments: --tau_max 5" in capsys.readouterr().err
+
+
+def test_a_checkpoint_written_before_the_epoch_skeleton_still_resumes(tmp_path):
+    """Schema-1 search checkpoints (no `schema`, no `supernet` key) of the NAS-Bench-201 space resume as before."""
+    search(tmp_path, "run", epochs=1)
+    path = tmp_path / "run" / "checkpoint" / "seed-5-basic.pth"
+    state = load_checkpoint(path)
+    del state["schema"], state["supernet"]
+    torch.save(state, path)
+    summary = search(tmp_path, "run", epochs=2)
+    assert len(summary["history"]) == 2
+    assert "resumed from" in (tmp_path / "run" / "seed-5-log.txt").read_text()

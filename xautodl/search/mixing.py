@@ -1,70 +1,129 @@
-"""Edge mixing strategies: how a supernet edge combines its candidate ops.
+"""Edge mixing: how a supernet edge combines its candidate ops, one sample type per algorithm.
 
-A supernet owns its architecture parameters (one row of logits per edge) and, once per forward and per cell kind,
-asks its mixer for an `EdgeSample`; every node then calls `sample.node(edges)`. Spaces never import this
-module: they receive a mixer object from the entry point and only use
-`mixer(alphas, op_names, unsampled_gradient=...)`, `mixer.tau` and `EdgeSample.node`.
+A supernet owns its architecture parameters (one row of op logits per edge) and, once per forward and per cell
+kind, asks its mixer for a sample; every cell node then calls `sample.node(edges)` with its incoming edges as
+(edge index, the edge's candidate ops, the edge's input node). Spaces never import this module: they receive a
+mixer from the entry point and only use `mixer(alphas, op_names, unsampled_gradient=...)`, `mixer.tau` and
+`sample.node`. An input node is a `NodeInput` (owned by the cell, see `xautodl.spaces.ops`); ops read it with
+`node_input.apply(op)`.
 
-- `SoftmaxMixer` (DARTS): every op weighted by softmax(alpha); `none` is skipped since it adds zeros.
-- `GumbelHardMixer` (GDAS): a hard one-hot Gumbel-softmax sample per edge; only the sampled op is computed and
-  the straight-through weights carry the gradient to the alphas (through every op's weight, or, where the space's
-  cell asks with `unsampled_gradient=False` as the original's NASNet cell does, through the chosen op's alone).
+- `SoftmaxSample` (DARTS): node = sum over edges e and ops k of softmax(alpha)[e, k] * op_k(x_e).
+- `GumbelSample` (GDAS): one op c_e per edge from a hard Gumbel-softmax sample, weights
+  h = one_hot(c) - p.detach() + p; node = sum over edges of h[e, c_e] * op_{c_e}(x_e), plus (NAS-Bench-201 rule,
+  `unsampled_gradient`) the value-zero sum of h[e, k] over the other ops, which routes the straight-through
+  gradient to every alpha of the edge.
+
+Each `node` has a textbook branch (exactly those formulas, every op called, `none` included) and a fast one, chosen
+by `xautodl.utils.fastpath`. The fast one makes every scalar it needs once per forward (the step is launch-bound on
+a GPU, where a small kernel costs as much as a convolution), skips `none`, adds each term with one fused
+multiply-add into the node's own buffer, and, where no gradient flows to the weights (the weight step, with the
+alphas frozen), uses GDAS's weights as host numbers: a weight of exactly 1.0 then costs nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrainingError
+from ..utils.fastpath import fast_paths
 
-
+Edge = tuple[int, Sequence[nn.Module], Any]  # (edge index, candidate ops, input NodeInput)
 Scale = torch.Tensor | float  # a weight on the device, or its value read to the host
 
 
-@dataclass
-class EdgeSample:
-    """Per-edge weights (E x K), per edge the op indices it mixes, and which op indices are `none` (zeros).
+class NodeSum:
+    """The sum of scale * term over a node's terms: one fused kernel per term, in place once the buffer is the
+    node's own (never in place into a term that may be another op's input, e.g. a skip connection's)."""
 
-    `host_weights` (GDAS) holds, per edge, the values of the active ops' weights as read from the device; they are
-    used when no gradient flows to the weights (the weight step, evaluation), so that a weight of exactly 1.0 costs
-    no kernel at all.
+    def __init__(self, start: torch.Tensor | None = None) -> None:
+        self.value, self.owned = start, False
+
+    def add(self, scale: Scale, term: torch.Tensor) -> None:
+        out = self.value
+        if isinstance(scale, float):
+            if out is None:
+                self.value, self.owned = (term, False) if scale == 1.0 else (term * scale, True)
+                return
+            self.value = out.add_(term, alpha=scale) if self.owned else torch.add(out, term, alpha=scale)
+        elif out is None:
+            self.value = term * scale
+        else:
+            self.value = out.addcmul_(scale, term) if self.owned else torch.addcmul(out, scale, term)
+        self.owned = True
+
+
+class SoftmaxSample:
+    """DARTS: every op of edge e weighted by softmax(alpha)[e]."""
+
+    def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
+        self.weights = weights
+        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
+        # One unbind per row: every scalar a node needs, made once per forward.
+        self._rows = [row.unbind(0) for row in weights.unbind(0)] if fast_paths() else None
+
+    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        if self._rows is None or not fast_paths():
+            return sum(self.weights[e, k] * x.apply(op) for e, ops, x in edges for k, op in enumerate(ops))
+        total = NodeSum()
+        for e, ops, x in edges:
+            row = self._rows[e]
+            for k in self.computed:
+                total.add(row[k], x.apply(ops[k]))
+        return total.value
+
+
+class GumbelSample:
+    """GDAS: edge e computes only its sampled op `chosen_ops[e]`, weighted by h[e, chosen] (`weights` is h).
+
+    `chosen_values` are the values of those weights read to the host with the sample (used when no gradient flows
+    to the weights); `none_ops` are the op indices of `none`.
     """
 
-    weights: torch.Tensor
-    active: list[list[int]]
-    hard: bool
-    zero_ops: frozenset[int] = frozenset()
-    host_weights: list[list[float]] | None = None
-    chosen: torch.Tensor | None = None  # GDAS: the sampled op of every edge, on the device (else made from `active`)
-    unsampled_gradient: bool = True  # GDAS: nodes add the value-zero weights of the ops their edges did not sample
-
-    def __post_init__(self) -> None:
-        # Per forward, every scalar a node needs is made here once (a few kernels), not once per cell and edge:
-        # the step is launch-bound on a GPU, where each small kernel costs as much as a convolution.
-        self.differentiable = self.weights.requires_grad
-        if self.host_weights is not None and not self.differentiable:
-            scales: list[list[Scale]] = [list(row) for row in self.host_weights]
-        elif self.hard:
-            scales = [[w] for w in self.weights.gather(-1, self._chosen().unsqueeze(-1)).unbind(0)]
-        else:
-            rows = [row.unbind(0) for row in self.weights.unbind(0)]
-            scales = [[row[k] for k in ops] for row, ops in zip(rows, self.active)]
-        # Per edge, (op index, weight) of the ops it computes, aligned with `active`.
-        self._terms = [[(k, scale) for k, scale in zip(ops, edge_scales) if k not in self.zero_ops]
-                       for ops, edge_scales in zip(self.active, scales)]
+    def __init__(self, weights: torch.Tensor, chosen: torch.Tensor, chosen_ops: list[int], chosen_values: list[float],
+                 none_ops: frozenset[int], unsampled_gradient: bool = True) -> None:
+        self.weights, self.chosen, self.chosen_ops, self.chosen_values = weights, chosen, chosen_ops, chosen_values
+        self.none_ops, self.unsampled_gradient = none_ops, unsampled_gradient
+        self.differentiable = weights.requires_grad
+        self._scales: list[Scale] | None = None
         self._unused: torch.Tensor | None = None
         self._offsets: dict[tuple[int, ...], torch.Tensor] = {}
-        self._activated: dict[tuple[int, type], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _chosen(self) -> torch.Tensor:
-        """GDAS: the sampled op of every edge, on the weights' device."""
-        if self.chosen is None:
-            self.chosen = torch.tensor([ops[0] for ops in self.active], device=self.weights.device)
-        return self.chosen
+    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        if not fast_paths():
+            return self._textbook_node(edges)
+        # The value-zero weights of the unsampled ops, summed over the node's edges into one scalar (made once per
+        # node for all cells); without a gradient to carry they are left out.
+        route = self.differentiable and self.unsampled_gradient
+        total = NodeSum(self._offset(tuple(e for e, _, _ in edges)) if route else None)
+        scales = self._chosen_scales()
+        for e, ops, x in edges:
+            if self.chosen_ops[e] not in self.none_ops:
+                total.add(scales[e], x.apply(ops[self.chosen_ops[e]]))
+        if total.value is None or total.value.dim() == 0:  # `none` on every edge: zeros of the node's shape
+            e, ops, x = edges[0]
+            zeros = x.apply(ops[self.chosen_ops[e]])
+            return zeros if total.value is None else zeros + total.value
+        return total.value
+
+    def _textbook_node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        out = 0
+        for e, ops, x in edges:
+            c = self.chosen_ops[e]
+            out = out + self.weights[e, c] * x.apply(ops[c])
+            if self.unsampled_gradient:
+                out = out + sum(self.weights[e, k] for k in range(len(ops)) if k != c)
+        return out
+
+    def _chosen_scales(self) -> list[Scale]:
+        if self._scales is None:
+            if self.differentiable:  # one gather + unbind: the chosen weight of every edge as a device scalar
+                self._scales = list(self.weights.gather(-1, self.chosen.unsqueeze(-1)).squeeze(-1).unbind(0))
+            else:
+                self._scales = list(self.chosen_values)
+        return self._scales
 
     @staticmethod
     def unused_weights(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -73,79 +132,20 @@ class EdgeSample:
         return weights.scatter(-1, chosen.unsqueeze(-1), 0.0).sum(-1)
 
     def _offset(self, ids: tuple[int, ...]) -> torch.Tensor:
-        """GDAS: the summed weights of the ops a node's edges did not sample (cached per node for all cells)."""
         if ids not in self._offsets:
             if self._unused is None:
-                self._unused = self.unused_weights(self.weights, self._chosen())
+                self._unused = self.unused_weights(self.weights, self.chosen)
             contiguous = ids == tuple(range(ids[0], ids[0] + len(ids)))
             terms = self._unused[ids[0]:ids[0] + len(ids)] if contiguous else self._unused[list(ids)]
             self._offsets[ids] = terms.sum()
         return self._offsets[ids]
 
-    def node(self, edges: Sequence[tuple[int, Sequence[nn.Module], torch.Tensor]]) -> torch.Tensor:
-        """A cell node: the sum over its incoming edges, given as (edge index, candidate ops, edge input), of the
-        edge's active ops applied to the input, weighted by the edge's weights. `none` ops add zeros: skipped."""
-        # GDAS (unless the space's cell does not) adds the weights of the ops it did not sample too: zero in value,
-        # they route the straight-through gradient to every alpha of the edge. Summed over the node's edges they are
-        # one scalar; without a gradient to carry they are left out.
-        hard_grad = self.hard and self.differentiable and self.unsampled_gradient
-        out = self._offset(tuple(edge for edge, _, _ in edges)) if hard_grad else None
-        owned = False  # whether `out` is this node's own buffer (else it may be an op's input, e.g. from skip)
-        for edge, ops, x in edges:
-            for k, scale in self._terms[edge]:
-                out, owned = _accumulate(out, owned, scale, self._apply(ops[k], x))
-        if out is None or out.dim() == 0:  # `none` on every edge: zeros of the node's shape (plus the offset)
-            edge, ops, x = edges[0]
-            zeros = ops[self.active[edge][0]](x)
-            out = zeros if out is None else zeros + out
-        return out
-
-    def _apply(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """op(x); an op that starts with the ReLU of its input (it declares `activation` and `after_relu`) shares
-        one ReLU of x with every other such op reading x, in this node and in the cell's later nodes."""
-        after_relu = getattr(op, "after_relu", None)
-        if after_relu is None:
-            return op(x)
-        activation = op.activation
-        key = (id(x), type(activation))
-        cached = self._activated.get(key)
-        if cached is None or cached[0] is not x:
-            if len(self._activated) >= _ACTIVATION_CACHE_SIZE:  # the oldest entry belongs to an earlier cell
-                del self._activated[next(iter(self._activated))]
-            # Out of place even where the op's own layer is an in-place ReLU: x is read by other edges.
-            value = F.relu(x) if isinstance(activation, nn.ReLU) else activation(x)
-            cached = self._activated[key] = (x, value)
-        return after_relu(cached[1])
-
-
-# Activations kept per sample: more than the inputs a cell's nodes read (4 in NAS-Bench-201, 6 in NASNet), so the
-# cache spans one cell; holding the input too keeps its id from being reused while cached.
-_ACTIVATION_CACHE_SIZE = 8
-
-
-def _accumulate(out: torch.Tensor | None, owned: bool, scale: Scale, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """out + scale * y as one kernel (none when the scale is the host number 1.0 and there is nothing to add to),
-    in place when `out` is the node's own buffer; returns the sum and whether it is owned."""
-    if isinstance(scale, float):
-        if out is None:
-            return (y, False) if scale == 1.0 else (y * scale, True)
-        return (out.add_(y, alpha=scale) if owned else torch.add(out, y, alpha=scale)), True
-    if out is None:
-        return y * scale, True
-    return (out.addcmul_(scale, y) if owned else torch.addcmul(out, scale, y)), True
-
 
 class SoftmaxMixer:
-    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights."""
+    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
 
-    hard = False
-
-    def __init__(self) -> None:
-        self.tau = 1.0  # unused; kept so every mixer answers set_tau the same way
-
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> EdgeSample:
-        computed = [k for k, name in enumerate(op_names) if name != "none"]
-        return EdgeSample(F.softmax(alphas, dim=-1), [computed] * alphas.shape[0], hard=False)
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
+        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
 
     def state_dict(self) -> dict:
         return {}
@@ -162,8 +162,6 @@ class GumbelHardMixer:
     fixed seed gives the same sample sequence, and distributed ranks seeded alike sample the same sub-graph.
     """
 
-    hard = True
-
     def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
         self.tau = tau
         self.seed = seed
@@ -179,7 +177,7 @@ class GumbelHardMixer:
                 self._pending_state = None
         return self._generator
 
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> EdgeSample:
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> GumbelSample:
         """One sample; `unsampled_gradient` says whether nodes add the value-zero weights of the ops their edges did
         not sample (the original's NAS-Bench-201 cell does, its NASNet cell does not)."""
         generator = self._generator_for(alphas.device)
@@ -202,10 +200,9 @@ class GumbelHardMixer:
                                     "smaller --arch_learning_rate or learning rate.")
             break
         edges = alphas.shape[0]
-        zero_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
-        return EdgeSample(weights, [[int(k)] for k in host[:edges]], hard=True, zero_ops=zero_ops,
-                          host_weights=[[w] for w in host[edges:2 * edges]], chosen=index,
-                          unsampled_gradient=unsampled_gradient)
+        none_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
+        return GumbelSample(weights, index, [int(k) for k in host[:edges]], host[edges:2 * edges], none_ops,
+                            unsampled_gradient)
 
     def state_dict(self) -> dict:
         generator = self._generator

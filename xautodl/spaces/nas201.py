@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
-from .ops import NB201_OPS, OPS, ReLUConvBN
+from .ops import NB201_OPS, OPS, NodeInput, ReLUConvBN
 
 SPACE_NAME = "nas-bench-201"
 OUTPUT_FOLDER = "search-cell-nas-bench-201"
@@ -292,10 +292,10 @@ class SearchCell(nn.Module):
             [(e, source) for e, (target, source) in enumerate(edges) if target == node] for node in range(1, max_nodes)]
 
     def forward(self, x: torch.Tensor, sample: Any) -> torch.Tensor:
-        nodes = [x]
+        nodes = [NodeInput(x)]  # each node computes its ReLU once for all the ops that start with one
         for inputs in self.node_edges:
-            nodes.append(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]))
-        return nodes[-1]
+            nodes.append(NodeInput(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]), nodes))
+        return nodes[-1].value
 
 
 class NB201Supernet(_MacroNet):

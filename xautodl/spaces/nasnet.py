@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import ArchError
 from .genotypes import SPACE_NAME, CellGenotype, NASNetGenotype, parse_genotype  # noqa: F401 (SPACE_NAME: the interface)
-from .ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, canonical_op_name
+from .ops import DARTS_OPS, OPS, FactorizedReduce, NodeInput, ReLUConvBN, canonical_op_name
 
 OUTPUT_FOLDER = "search-cell-darts"  # the original tool's name for this space's search runs
 FRC_GROUPS = 8
@@ -133,10 +133,11 @@ class NASNetSearchCell(nn.Module):
         self.out_channels = multiplier * C
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, sample: Any) -> torch.Tensor:
-        nodes = [self.preprocess0(s0), self.preprocess1(s1)]
+        # Each node computes its ReLU once for all the ops that start with one.
+        nodes = [NodeInput(self.preprocess0(s0)), NodeInput(self.preprocess1(s1))]
         for inputs in self.node_edges:
-            nodes.append(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]))
-        return torch.cat(nodes[-self.multiplier:], dim=1)
+            nodes.append(NodeInput(sample.node([(e, self.edges[e], nodes[source]) for e, source in inputs]), nodes))
+        return torch.cat([node.value for node in nodes[-self.multiplier:]], dim=1)
 
 
 class NASNetSupernet(nn.Module):

@@ -1,17 +1,22 @@
 """The one registry of primitive operations, shared by the NAS-Bench-201 and the NASNet (DARTS) spaces.
 
 Every op is built as `OPS[name](C_in, C_out, stride, affine, track_running_stats)` and maps an
-(N, C_in, H, W) tensor to (N, C_out, H / stride, W / stride).
+(N, C_in, H, W) tensor to (N, C_out, H / stride, W / stride). In a search cell an op reads a `NodeInput` instead
+(`NodeInput.apply(op)`): the ops that start with a ReLU then share that node's one ReLU.
+
+The fast forms here (polyphase dilated convolutions, pooling as a convolution, the shared ReLU) give way to their
+textbook forms inside `xautodl.utils.fastpath.textbook()`.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
+from ..utils.fastpath import fast_paths
 
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
 
@@ -20,22 +25,58 @@ def _bn(channels: int, affine: bool, track: bool) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, affine=affine, track_running_stats=track)
 
 
-class ReLUFirst(nn.Sequential):
-    """A sequential op whose first layer is the ReLU of its input: `after_relu(activation(x))` equals `forward(x)`.
+class NodeInput:
+    """A search-cell node as the ops on its outgoing edges read it: its tensor, and the ReLU of that tensor,
+    computed once, on first use, for every op that starts with one.
 
-    A supernet cell then computes one ReLU per node for every op that reads the node (DARTS on NAS-Bench-201: 3
-    ReLUs per cell instead of 12, each one also an activation kept for the backward).
+    DARTS on NAS-Bench-201 then computes 3 ReLUs per cell instead of 12, and keeps 3 activations for the backward
+    instead of 12. The cell owns these objects (one per node), so the sharing never outlives the cell's forward. A
+    node whose value is an earlier node's tensor (a GDAS node whose one sampled op is a skip) shares that node's
+    activations too (`earlier`).
     """
+
+    __slots__ = ("value", "_activated")
+
+    def __init__(self, value: torch.Tensor, earlier: Sequence["NodeInput"] = ()) -> None:
+        self.value = value
+        same = next((node for node in earlier if node.value is value), None)
+        self._activated: dict[type, torch.Tensor] = {} if same is None else same._activated
+
+    def activated(self, activation: nn.Module) -> torch.Tensor:
+        """activation(value), computed once per kind of activation (a ReLU; tests may swap in a smooth one)."""
+        kind = type(activation)
+        if kind not in self._activated:
+            # Out of place even where the op's own layer is an in-place ReLU: other edges read `value`.
+            self._activated[kind] = F.relu(self.value) if kind is nn.ReLU else activation(self.value)
+        return self._activated[kind]
+
+    def apply(self, op: nn.Module) -> torch.Tensor:
+        """op(node) through `op.__call__` (so hooks fire); an op that starts with a ReLU gets this object and uses
+        the shared ReLU, every other op (and every op in textbook mode) gets the tensor."""
+        return op(self) if getattr(op, "reads_node_input", False) and fast_paths() else op(self.value)
+
+
+def _activate(first: nn.Module, x: torch.Tensor | NodeInput) -> torch.Tensor:
+    """The op's first layer applied to its input: the node's shared activation when it reads a `NodeInput`."""
+    return x.activated(first) if isinstance(x, NodeInput) else first(x)
+
+
+class ReLUFirst(nn.Sequential):
+    """A sequential op whose first layer is the ReLU of its input; it also reads a `NodeInput` (shared ReLU)."""
+
+    reads_node_input = True
 
     @property
     def activation(self) -> nn.Module:
         """The first layer (a ReLU; tests may swap in a smooth activation)."""
         return self[0]
 
-    def after_relu(self, activated: torch.Tensor) -> torch.Tensor:
-        for layer in list(self._modules.values())[1:]:
-            activated = layer(activated)
-        return activated
+    def forward(self, x: torch.Tensor | NodeInput) -> torch.Tensor:
+        layers = list(self._modules.values())
+        out = _activate(layers[0], x)
+        for layer in layers[1:]:
+            out = layer(out)
+        return out
 
 
 class ReLUConvBN(ReLUFirst):
@@ -89,7 +130,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, kernel, stride = self.dilation[0], self.kernel_size[0], self.stride[0]
-        if d == 1 or x.device.type != "cpu" or x.dim() != 4:
+        if d == 1 or x.device.type != "cpu" or x.dim() != 4 or not fast_paths():
             return super().forward(x)
         height, width = x.shape[-2:]
         padding = (kernel - 1) // 2
@@ -122,6 +163,8 @@ class SepConv(ReLUFirst):
 class DualSepConv(nn.Sequential):
     """DARTS `sep_conv_kxk`: two stacked SepConv blocks, the first carries the stride."""
 
+    reads_node_input = True  # passed on to the first block
+
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, affine: bool = True, track: bool = True):
         padding = (kernel - 1) // 2
         super().__init__(
@@ -134,10 +177,6 @@ class DualSepConv(nn.Sequential):
     @property
     def activation(self) -> nn.Module:
         return self[0].activation
-
-    def after_relu(self, activated: torch.Tensor) -> torch.Tensor:
-        """The op given the ReLU of its input (see `ReLUFirst`)."""
-        return self[1](self[0].after_relu(activated))
 
 
 class Conv1xkKx1(ReLUFirst):
@@ -177,6 +216,8 @@ class FactorizedReduce(nn.Module):
     The second conv reads the grid shifted by one pixel (zero-padded at the bottom/right edge on odd sizes).
     """
 
+    reads_node_input = True
+
     def __init__(self, C_in: int, C_out: int, stride: int = 2, affine: bool = True, track: bool = True):
         super().__init__()
         if stride != 2:
@@ -196,11 +237,8 @@ class FactorizedReduce(nn.Module):
     def activation(self) -> nn.Module:
         return self.relu
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.after_relu(self.relu(x))
-
-    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
-        """The op given the ReLU of its input (see `ReLUFirst`)."""
+    def forward(self, x: torch.Tensor | NodeInput) -> torch.Tensor:
+        x = _activate(self.relu, x)
         # On even sizes the shifted grid's stride-2 samples never reach the zero padding, so only odd sizes pay for
         # the padded copy.
         odd = x.shape[-2] % 2 or x.shape[-1] % 2
@@ -250,7 +288,7 @@ class AvgPool3x3(nn.Module):
         return self._constants[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or not fast_paths():
             return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         kernel, scale = self._kernel_and_scale(x)
         return F.conv2d(x, kernel, stride=self.stride, padding=1, groups=x.shape[1]) * scale
