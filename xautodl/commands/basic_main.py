@@ -38,7 +38,7 @@ from ..utils.flops import count_flops_m, count_params_mb
 from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
-from ..runtime.epochs import RunFiles, steps_per_epoch
+from ..runtime.epochs import CHECKPOINT_FOLDER, RunFiles, steps_per_epoch
 
 DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
 # Which evaluation net (the arch config's `dataset` entry) suits each dataset; user folders hold small images.
@@ -106,7 +106,7 @@ def resolve_genotype(requested: str | None, config_genotype: str | None, model_c
 
 def _file_run_name(path: Path) -> str:
     """A run's checkpoint (<run>/checkpoint/seed-1-basic.pth) is named after its run folder, other files by stem."""
-    return path.parent.parent.name if path.parent.name == "checkpoint" else path.stem
+    return path.parent.parent.name if path.parent.name == CHECKPOINT_FOLDER else path.stem
 
 
 def genotype_from_file(path: Path) -> tuple[NASNetGenotype, str]:
@@ -230,7 +230,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     save_dir = Path(args.save_dir or f"output/nas-infer/{args.dataset}-{choice.name}-{batch_size}")
     is_main = rank == 0
     # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
-    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / "checkpoint")))
+    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER)))
     logger = RunLogger(save_dir, log_name=f"seed-{seed}-log.txt", enabled=is_main, quiet=args.quiet)
 
     train_loader, test_loader, info = get_train_test_loaders(

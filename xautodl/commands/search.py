@@ -1,8 +1,9 @@
 """Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2}.py`).
 
-The flags are those of the original tool's scripts plus `--epochs`, `--batch_size`, `--limit_batches`,
-`--device`, `--split_file`, `--download` and `--quiet`. Without `--model_config` the search runs on the
-NAS-Bench-201 space; with a `configs/search-archs/*NASNet*.config` it runs on the NASNet (DARTS) space.
+The flags are those of the original tool's scripts plus the common ones (`xautodl.runtime.flags`). The space is
+`--search_space_name` (nas-bench-201, the default, or nasnet / darts), which a `--model_config`
+(`configs/search-archs/*NASNet*.config`) implies; the algorithm's registry row supplies the defaults that depend on
+it (see `parse_args`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, distributed_job, per_process_batch
+from ..runtime.epochs import CHECKPOINT_FOLDER
 from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
@@ -90,7 +92,8 @@ def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Na
             raise ConfigError(f"--model_config {args.model_config} describes a NASNet supernet, but the space is "
                               f"{space}; drop --search_space_name (or pass --search_space_name darts)")
         nas201 = get_space(space)
-        defaults = {"channel": nas201.DEFAULT_CHANNELS, "num_cells": nas201.DEFAULT_CELLS, "max_nodes": nas201.NUM_NODES}
+        defaults = {"channel": nas201.DEFAULT_CHANNELS, "num_cells": nas201.DEFAULT_CELLS,
+                    "max_nodes": nas201.NUM_NODES}
         for flag, default in defaults.items():
             setattr(args, flag, default if getattr(args, flag) is None else getattr(args, flag))
     if args.config_path is None:
@@ -146,7 +149,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     if is_main:
         _check_writable(run_dir)
     # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
-    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, run_dir / "checkpoint") if is_main else None))
+    seed = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER) if is_main else None
+    seed = seed_everything(broadcast_object(seed))
     loader, info = get_search_loader(args.dataset, per_process_batch(int(config.batch_size), world_size), device, seed,
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
@@ -164,9 +168,10 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet, enabled=is_main)
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)
     run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default")
-    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer, limit_batches=args.limit_batches,
-                      benchmark=benchmark_lookup(args, space, logger) if is_main else None,
-                      progress=not args.quiet, is_main=is_main, print_freq=args.print_freq,
+    benchmark = benchmark_lookup(args, space, logger) if is_main else None
+    loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer,
+                      limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
+                      is_main=is_main, print_freq=args.print_freq,
                       channels_last=channels_last)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed, channels_last)
     started = time.time()
@@ -188,11 +193,11 @@ def compiled_forward(algorithm: str, model: torch.nn.Module, args: argparse.Name
 
 def _check_writable(run_dir: Path) -> None:
     try:
-        (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+        (run_dir / CHECKPOINT_FOLDER).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise XAutoDLError(f"cannot create the run directory {run_dir}: {error.strerror}; "
                            f"pass a writable --save_dir") from None
-    if not os.access(run_dir / "checkpoint", os.W_OK):
+    if not os.access(run_dir / CHECKPOINT_FOLDER, os.W_OK):
         raise XAutoDLError(f"the run directory {run_dir} is not writable; pass a writable --save_dir")
 
 

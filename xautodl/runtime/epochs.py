@@ -27,6 +27,7 @@ from .logger import RunLogger
 from .seeding import capture_rng_state, restore_rng_state
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
+CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class RunFiles:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoint"
+        return self.run_dir / CHECKPOINT_FOLDER
 
     @property
     def last(self) -> Path:
