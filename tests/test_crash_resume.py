@@ -31,7 +31,7 @@ from xautodl.runtime import epochs as epoch_skeleton
 from xautodl.search import loop as search_loop
 from xautodl.search.loop import SearchLoop
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
-from xautodl.commands import basic_main as nasnet_main, train_a_net as nb201
+from xautodl.commands import basic_main, train_a_net
 from xautodl.train.loop import Trainer
 
 SEARCH_SCRIPT = REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py"
@@ -257,7 +257,7 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
                 "--epochs", str(epochs), "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet",
                 "--save_dir", str(save_dir)]
 
-    nb201.run(argv(tmp_path / "reference"))
+    train_a_net.run(argv(tmp_path / "reference"))
     arch = f"arch-{enumerate_archs().index(parse_arch('resnet')):05d}"
     name = f"{arch}-seed-777"
     out = tmp_path / "killed"
@@ -293,7 +293,7 @@ def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupt
                 "configs/opts/NAS-CIFAR.config", "--save_dir", str(save_dir), "--rand_seed", "3", "--epochs", "3",
                 "--warmup", "0", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet"]
 
-    nasnet_main.run(argv(tmp_path / "reference"))
+    basic_main.run(argv(tmp_path / "reference"))
     out = tmp_path / "killed"
     last = out / "checkpoint" / "seed-3-basic.pth"
     stages = Stages(launcher, tmp_path, BASIC_SCRIPT, argv(out), out / "seed-3-log.txt",
@@ -480,8 +480,8 @@ def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path,
         return real_train_epoch(self, epoch)
 
     monkeypatch.setattr(Trainer, "train_epoch", poison_from_second_epoch)
-    monkeypatch.setattr(nb201, "build_criterion", poisoned_criterion(nb201.build_criterion, poison))
-    code, err = run_main(monkeypatch, capsys, nb201.main, "main.py", argv)
+    monkeypatch.setattr(train_a_net, "build_criterion", poisoned_criterion(train_a_net.build_criterion, poison))
+    code, err = run_main(monkeypatch, capsys, train_a_net.main, "main.py", argv)
 
     (last,) = (out / "checkpoint").glob("*-cifar10-basic.pth")
     assert code == 1

@@ -16,7 +16,7 @@ from conftest import REPO
 from xautodl.datasets import load_images
 from xautodl.runtime import load_checkpoint
 from xautodl.spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
-from xautodl.commands import train_a_net as nb201
+from xautodl.commands import train_a_net
 from xautodl.train.loop import Trainer
 from xautodl.utils.flops import count_flops_m, count_params_mb
 
@@ -46,7 +46,7 @@ def train(tmp_path, *extra: str, datasets=SETTINGS, epochs: int = 1) -> dict:
     argv = ["--arch", "resnet", "--channel", "4", "--num_cells", "1", "--datasets", *datasets, "--seeds", "777",
             "--epochs", str(epochs), "--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet",
             "--split_dir", str(tmp_path / "splits"), "--save_dir", str(tmp_path / "out"), *extra]
-    return nb201.run(argv)
+    return train_a_net.run(argv)
 
 
 def train_interrupted_in_the_second_epoch(tmp_path, monkeypatch) -> None:
@@ -122,12 +122,12 @@ def test_interrupted_setting_resumes_and_matches_an_uninterrupted_run(torch_home
 def test_original_mode_flag_and_bad_arch(torch_home, tmp_path):
     from xautodl.errors import XAutoDLError
 
-    results = nb201.run(["--mode", "specific-resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10",
+    results = train_a_net.run(["--mode", "specific-resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10",
                          "--seeds", "1", "--epochs", "1", "--limit_batches", "1", "--batch_size", "8", "--device",
                          "cpu", "--quiet", "--save_dir", str(tmp_path / "out")])
     assert results[1]["datasets"]["cifar10"]["finished"]
     with pytest.raises(XAutoDLError, match="valid ops"):
-        nb201.run(["--arch", "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
+        train_a_net.run(["--arch", "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
 
 
 def run_driver(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
