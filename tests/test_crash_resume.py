@@ -435,8 +435,9 @@ def poisoned_criterion(build_criterion, poison: dict):
 
 
 @pytest.mark.parametrize("algorithm, message", [
-    ("DARTS-V1", "error: the train loss became nan in epoch 2; the run stopped and the last good checkpoint ({last}) "
-                 "is kept. Try a smaller learning rate."),
+    ("DARTS-V1", "error: the train loss became nan in epoch 2; the run stopped and saved nothing of that epoch; the "
+                 "last good checkpoint, {last} (epoch 1), is kept and a re-run resumes from it. Try a smaller "
+                 "learning rate."),
     # GDAS notices earlier: NaN alphas leave nothing to sample from.
     ("GDAS", "error: the architecture parameters (alphas) are no longer finite, so GDAS cannot sample an "
              "architecture; the run stopped and the last good checkpoint is kept. Try a smaller "
@@ -485,9 +486,36 @@ def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path,
 
     (last,) = (out / "checkpoint").glob("*-cifar10-basic.pth")
     assert code == 1
-    assert err.startswith("error: the train loss became nan in epoch 2; the run stopped and the last good "
-                          f"checkpoint ({last}) is kept")
+    assert err.startswith("error: the train loss became nan in epoch 2; the run stopped and saved nothing of that "
+                          f"epoch; the last good checkpoint, {last} (epoch 1), is kept")
     state = load_checkpoint(last)
     assert state["epoch"] == 0 and len(state["history"]) == 1
     assert all(math.isfinite(value) for key, value in state["history"][0].items() if key.endswith("_loss"))
     assert not list(out.glob("arch-*-seed-777.json")), "no result is reported for the diverged setting"
+
+
+def test_a_non_finite_model_with_finite_losses_is_never_saved(tmp_path, monkeypatch, capsys):
+    """BN statistics (or weights) that overflow while the epoch's mean loss is still finite: the epoch is not
+    saved over the good checkpoint, the message names that checkpoint, and a re-run resumes from it."""
+    argv = TINY_SEARCH + ["--epochs", "3", "--save_dir", str(tmp_path / "run")]
+    last, best, _ = search_files(tmp_path / "run")
+    real_run_epoch = SearchLoop.run_epoch
+    kept = {}
+
+    def poison_bn_in_second_epoch(self, epoch):
+        metrics = real_run_epoch(self, epoch)
+        if epoch == 1:
+            kept["last"], kept["best"] = last.read_bytes(), best.read_bytes()
+            bn = next(m for m in self.model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.track_running_stats)
+            bn.running_var.fill_(float("inf"))
+        return metrics
+
+    monkeypatch.setattr(SearchLoop, "run_epoch", poison_bn_in_second_epoch)
+    code, err = run_main(monkeypatch, capsys, lambda: cli.main("GDAS"), "GDAS.py", argv)
+    assert code == 1
+    assert "running_var (and maybe more of the model) became non-finite in epoch 2 while its losses were finite" in err
+    assert f"the last good checkpoint, {last} (epoch 1), is kept and a re-run resumes from it" in err
+    assert last.read_bytes() == kept["last"] and best.read_bytes() == kept["best"]
+    monkeypatch.setattr(SearchLoop, "run_epoch", real_run_epoch)
+    summary = cli.run("GDAS", argv)
+    assert len(summary["history"]) == 3 and all(math.isfinite(h["valid_loss"]) for h in summary["history"])

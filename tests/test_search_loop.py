@@ -160,3 +160,22 @@ def test_a_checkpoint_written_before_the_epoch_skeleton_still_resumes(tmp_path):
     summary = search(tmp_path, "run", epochs=2)
     assert len(summary["history"]) == 2
     assert "resumed from" in (tmp_path / "run" / "seed-5-log.txt").read_text()
+
+
+def test_a_rerun_with_other_settings_or_fewer_epochs_is_refused_before_any_work(tmp_path):
+    """Resume never mixes runs: another batch size, dataset-defining shape or BN tracking stops with the settings
+    named, both values given; fewer epochs than the run holds says so; the checkpoint is left as it was."""
+    from xautodl.errors import CheckpointError
+
+    search(tmp_path, "run", epochs=2)
+    path = tmp_path / "run" / "checkpoint" / "seed-5-basic.pth"
+    written = path.read_bytes()
+    with pytest.raises(CheckpointError, match=r"belongs to another run \(batch_size=16\), not to this one "
+                                              r"\(batch_size=8\)"):
+        search(tmp_path, "run", epochs=3, extra=["--batch_size", "8"])
+    with pytest.raises(CheckpointError, match=r"\(C=4\).*\(C=6\)"):
+        search(tmp_path, "run", epochs=3, extra=["--channel", "6"])
+    with pytest.raises(CheckpointError, match="already holds 2 epochs, more than the 1"):
+        search(tmp_path, "run", epochs=1)
+    assert path.read_bytes() == written
+    assert len(search(tmp_path, "run", epochs=3)["history"]) == 3  # more epochs extend the run

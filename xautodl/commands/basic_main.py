@@ -241,7 +241,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     # The printed genotype identifies the run in its checkpoints (and reads back with parse_genotype).
     meta = {"dataset": args.dataset, "seed": seed, "genotype": str(choice.genotype),
             "channels": network_channels(int(model_config.ichannel), choice.genotype),
-            "layers": int(model_config.layers)}
+            "layers": int(model_config.layers), "batch_size": batch_size}
     network = {"params": count_params_mb(model), "auxiliary": auxiliary, "input_size": info.image_size,
                "flops": count_flops_m(model, (1, 3, info.image_size, info.image_size)) if is_main else None}
     check_amp(args.amp, device)

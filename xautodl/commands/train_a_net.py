@@ -106,7 +106,8 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     settings = TrainSettings(total_epochs=schedule.total_epochs, limit_batches=args.limit_batches,
                              progress=not args.quiet, amp=check_amp(args.amp, device), channels_last=channels_last,
                              print_freq=args.print_freq)
-    identity = {"arch": str(arch), "seed": seed, "setting": setting}
+    identity = {"arch": str(arch), "seed": seed, "setting": setting, "batch_size": int(config.batch_size),
+                "C": args.channel, "N": args.num_cells}
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, files,
                       identity, logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
                       forward_model=training_module(model, args.compile, world_size, device), keep_best=False)

@@ -137,6 +137,11 @@ class EpochLoop:
         if state is None:
             return False
         self._check_same_run(state)
+        done = int(state["epoch"]) + 1
+        if done > self.total_epochs:
+            raise CheckpointError(f"{self.last_path} already holds {done} epochs, more than the {self.total_epochs} "
+                                  f"this command trains (warmup included); pass at least as many --epochs to extend "
+                                  f"or inspect that run, or another --save_dir to start a shorter one")
         for key, obj in self.stateful().items():
             if key == "model":
                 self._load_model(obj, state["model"])
@@ -185,11 +190,28 @@ class EpochLoop:
             self.logger.log(f"epoch {epoch + 1} step {step + 1}/{steps} {text}")
 
     def check_finite(self, metrics: dict, epoch: int) -> None:
+        """Stop before anything of a non-finite epoch is saved: a loss, or any parameter, buffer (BN statistics)
+        or alpha of the model; the message names the checkpoint that really is good."""
         for key, value in metrics.items():
             if key.endswith("_loss") and isinstance(value, float) and not math.isfinite(value):
-                raise TrainingError(
-                    f"the {key.replace('_', ' ')} became {value} in epoch {epoch + 1}; the run stopped and the last "
-                    f"good checkpoint ({self.last_path}) is kept. Try a smaller learning rate.")
+                raise TrainingError(f"the {key.replace('_', ' ')} became {value} in epoch {epoch + 1}; the run stopped "
+                                    f"and saved nothing of that epoch; {self._good_checkpoint()}. Try a smaller "
+                                    f"learning rate.")
+        model = self.stateful().get("model")
+        tensors = [t for t in model.state_dict().values() if t.is_floating_point()] if model is not None else []
+        if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):  # one host read
+            broken = next(name for name, t in model.state_dict().items() if t.is_floating_point()
+                          and not bool(t.isfinite().all()))
+            raise TrainingError(f"{broken} (and maybe more of the model) became non-finite in epoch {epoch + 1} while "
+                                f"its losses were finite; the run stopped and saved nothing of that epoch; "
+                                f"{self._good_checkpoint()}. Try a smaller learning rate.")
+
+    def _good_checkpoint(self) -> str:
+        """Where a re-run resumes from: the last complete epoch's checkpoint, or none yet."""
+        if self.history:
+            return (f"the last good checkpoint, {self.last_path} (epoch {len(self.history)}), is kept and a re-run "
+                    f"resumes from it")
+        return "there is no good checkpoint yet (this was the run's first epoch)"
 
     def fit(self) -> list[dict]:
         """Resume, then run, record and checkpoint the remaining epochs; returns the history."""

@@ -47,6 +47,7 @@ class SearchRun:
     dataset: str
     args: dict = field(default_factory=dict)
     supernet: str = "default"  # the space's supernet variant: its model config's name (GDAS, GDAS_FRC, DARTS)
+    settings: dict = field(default_factory=dict)  # what else defines the run: batch size, model shape, BN tracking
 
     @property
     def files(self) -> RunFiles:
@@ -55,7 +56,7 @@ class SearchRun:
     def identity(self) -> dict:
         """The settings a checkpoint must share to be resumed by this run."""
         return {"space": self.space, "algorithm": self.algorithm, "supernet": self.supernet, "dataset": self.dataset,
-                "seed": self.seed}
+                "seed": self.seed, **self.settings}
 
 
 def tau_at(epoch: int, total_epochs: int, tau_max: float, tau_min: float) -> float:
