@@ -50,7 +50,8 @@ def build_loop(device: torch.device, loader: SearchLoader, amp: str, channels_la
     algo = build_algorithm("GDAS", model, torch.nn.CrossEntropyLoss(), w_opt, a_opt, amp=amp)
     run = SearchRun(run_dir, 0, "nas-bench-201", "GDAS", "synthetic")
     return SearchLoop(model, algo, loader, CosineWithWarmup(w_opt, 250, 0, 0.001), run,
-                      RunLogger(run_dir, enabled=False), 250, mixer=mixer, limit_batches=limit, progress=False,
+                      RunLogger(run_dir, enabled=False), 250, (10.0, 0.1), mixer=mixer, limit_batches=limit,
+                      progress=False,
                       channels_last=channels_last)
 
 
