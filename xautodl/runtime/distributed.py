@@ -74,6 +74,10 @@ def distributed_job(device: torch.device) -> Iterator[Job]:
         if world_size > 1 and device.type == "cuda":
             device = torch.device("cuda", local_rank)
         yield Job(device, rank, world_size)
+        if world_size > 1:
+            # Leave together: a rank that tears its process group down while rank 0 is still writing results can
+            # abort at exit ("terminate called without an active exception", seen with gloo on 2 CPU processes).
+            dist.barrier()
     finally:
         cleanup_distributed()
 
