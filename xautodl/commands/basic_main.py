@@ -231,7 +231,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     is_main = rank == 0
     # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
     seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER)))
-    logger = RunLogger(save_dir, log_name=f"seed-{seed}-log.txt", enabled=is_main, quiet=args.quiet)
+    files = RunFiles(save_dir, f"seed-{seed}")
+    logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet)
 
     train_loader, test_loader, info = get_train_test_loaders(
         args.dataset, per_process_batch(batch_size, world_size), device, seed, cutout=cutout_length(args),
@@ -251,7 +252,6 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     optimizer = build_optimizer(optim_config, model.parameters())
     schedule = schedule_from_config(optimizer, optim_config)
     settings = training_settings(args, model_config, optim_config, auxiliary, channels_last)
-    files = RunFiles(save_dir, f"seed-{seed}")
     trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),
                       settings, files, meta, logger, best_on="test", is_main=is_main, forward_model=ddp_model)
 
@@ -290,7 +290,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         "optim_config": optim_config.to_dict(),
         "args": to_plain(vars(args)),
     }
-    summary_path = save_dir / f"seed-{seed}-summary.json"
+    summary_path = files.summary
     if is_main:
         atomic_write_json(summary_path, summary)
     _log_end(logger, summary, trainer.start_epoch, summary_path)

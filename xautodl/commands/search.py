@@ -165,13 +165,13 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                            amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))
     schedule = schedule_from_config(w_optimizer, config)
 
-    logger = RunLogger(run_dir, log_name=f"seed-{seed}-log.txt", quiet=args.quiet, enabled=is_main)
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)
     shape = ({"C": int(model_config.C), "N": int(model_config.N), "steps": int(model_config.steps)} if model_config
              else {"C": args.channel, "N": args.num_cells, "max_nodes": args.max_nodes})
     settings = {"batch_size": int(config.batch_size), "track_running_stats": args.track_running_stats, **shape}
     run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default",
                          settings=settings)
+    logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet, enabled=is_main)
     benchmark = benchmark_lookup(args, space, logger) if is_main else None
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer,
                       limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
