@@ -156,7 +156,7 @@ def test_image_folder_decodes_resizes_and_labels_by_sorted_class(tmp_path):
 def test_digits_demo_set_shapes_and_fixed_split():
     train = load_images("digits", "train")
     test = load_images("digits", "test")
-    assert train.images.shape == (1500, 3, 32, 32) and test.images.shape == (297, 3, 32, 32)
+    assert train.images.shape == (1500, 3, 16, 16) and test.images.shape == (297, 3, 16, 16)
     assert train.images.dtype == torch.uint8 and int(train.images.max()) == 255
     assert torch.equal(train.images[:, 0], train.images[:, 2])  # grey
     assert sorted(set(train.labels.tolist())) == list(range(10))

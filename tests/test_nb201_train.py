@@ -90,6 +90,20 @@ def test_trains_every_setting_and_records_sizes_and_curves(torch_home, tmp_path)
     assert "NATS-Bench" in log, "our result is printed next to the benchmark's"
 
 
+def test_events_go_to_one_tensorboard_run_per_setting_and_seed(torch_home, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tmp_path, "--seeds", "777", "888", datasets=["cifar10", "cifar100"], epochs=2)
+    folder = tmp_path / "out" / "tensorboard"
+    runs = sorted(p.name for p in folder.iterdir())
+    assert runs == [f"arch-{index}-seed-{seed}-{setting}" for index in [runs[0].split("-")[1]]
+                    for seed in (777, 888) for setting in ("cifar10", "cifar100")]
+    for name in runs:
+        accumulator = EventAccumulator(str(folder / name))
+        accumulator.Reload()
+        assert [event.step for event in accumulator.Scalars("train/train_acc")] == [0, 1], name
+
+
 def test_rerun_skips_finished_settings(torch_home, tmp_path):
     train(tmp_path, datasets=["cifar10"])
     before = result_file(tmp_path).read_text()

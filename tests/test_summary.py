@@ -96,15 +96,21 @@ def test_history_records_each_epochs_alpha_softmax_and_their_entropies(tmp_path)
     assert all(math.log(5) - 1e-3 < h <= math.log(5) + 1e-9 for h in first.values())
 
 
-def test_several_seeds_are_all_printed_or_chosen_with_seed(tmp_path, capsys):
+def test_several_seeds_are_all_printed_and_plotted_together_or_chosen_with_seed(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    search(run_dir, seed=5, epochs=1)
-    search(run_dir, seed=12, epochs=1)
+    search(run_dir, seed=5, epochs=2)
+    search(run_dir, seed=12, epochs=2)
 
     written = summary_cli.run([str(run_dir), "--no_plot"])
     out = capsys.readouterr().out
     assert written == [] and out.count("search:         GDAS") == 2
     assert out.index("seed-5-summary.json") < out.index("seed-12-summary.json"), "sorted by seed"
+
+    # One plot for the folder, of the mean and the range of the two seeds.
+    written = summary_cli.run([str(run_dir)])
+    assert written == [run_dir / "seeds-trajectory.png"] and written[0].read_bytes()[:8] == PNG_MAGIC
+    assert not (run_dir / "seed-5-trajectory.png").exists()
+    assert "trajectory plot:" in capsys.readouterr().out
 
     written = summary_cli.run([str(run_dir), "--seed", "12", "--plot", str(tmp_path / "plots" / "twelve.png")])
     out = capsys.readouterr().out
@@ -113,8 +119,74 @@ def test_several_seeds_are_all_printed_or_chosen_with_seed(tmp_path, capsys):
 
     with pytest.raises(XAutoDLError, match=r"no summary for seed 7 .* the seeds there are 5, 12"):
         summary_cli.run([str(run_dir), "--seed", "7"])
-    with pytest.raises(XAutoDLError, match="pass --seed too"):
-        summary_cli.run([str(run_dir), "--plot", str(tmp_path / "one.png")])
+
+
+def drawn_figure(summaries: list[dict], tmp_path: Path):
+    """The figure `plot_trajectory` draws (its axes read back), rendered so that extents are final."""
+    import matplotlib.figure
+
+    captured = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        captured["figure"] = figure
+        return original(figure, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        summary_cli.plot_trajectory(summaries, tmp_path / "plot.png")
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    figure = captured["figure"]
+    figure.canvas.draw()
+    return figure
+
+
+def synthetic_summary(seed: int, train: list[float], probs: list[list[float]], tau: float | None = 1.0) -> dict:
+    history = [{"epoch": e, "train_acc": acc, "valid_acc": acc - 1, "tau": tau, "genotype": "g",
+                "alphas": {"1<-0": p, "2<-0": p}} for e, (acc, p) in enumerate(zip(train, probs))]
+    return {"algorithm": "GDAS", "dataset": "digits", "seed": seed, "history": history}
+
+
+def test_entropy_axis_shows_the_real_range_and_legends_sit_outside_the_curves(tmp_path):
+    near_uniform = [[0.2 + 1e-7, 0.2 - 1e-7, 0.2, 0.2, 0.2]] * 3  # entropies 1.6094372..1.6094379-like
+    figure = drawn_figure([synthetic_summary(1, [10.0, 20.0, 30.0], near_uniform)], tmp_path)
+    acc_axes, _, entropy_axes = figure.axes[:3]
+    low, high = entropy_axes.get_ylim()
+    assert low == 0.0 and high == pytest.approx(math.log(5) * 1.05), "0 (decided) to log(#ops), not a zoom on noise"
+    for axes in (acc_axes, entropy_axes):
+        legend, box = axes.get_legend(), axes.get_window_extent()
+        assert legend is not None and legend.get_window_extent().x0 >= box.x1, "the legend is right of the plot"
+
+
+def test_several_seeds_plot_their_mean_with_the_real_range(tmp_path):
+    probs = [[0.2] * 5, [0.6, 0.1, 0.1, 0.1, 0.1]]
+    runs = [synthetic_summary(1, [10.0, 50.0], probs), synthetic_summary(2, [20.0, 70.0], probs)]
+    acc_axes = drawn_figure(runs, tmp_path).axes[0]
+    train_line = next(line for line in acc_axes.get_lines() if line.get_label().startswith("train"))
+    assert list(train_line.get_ydata()) == [15.0, 60.0] and "mean of 2" in train_line.get_label()
+    band = acc_axes.collections[0].get_paths()[0].vertices[:, 1]
+    assert min(band) == 10.0 and max(band) == 70.0, "the band spans the lowest to the highest seed"
+
+
+def test_epoch_entries_lacking_a_field_print_a_dash_and_a_note(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    search(run_dir, epochs=2)
+    path = run_dir / "seed-5-summary.json"
+    damaged = json.loads(path.read_text())
+    del damaged["history"][1]["train_acc"]
+    path.write_text(json.dumps(damaged))
+    written = summary_cli.run([str(run_dir)])
+    out = capsys.readouterr().out
+    row = [line.split() for line in out.splitlines() if line.split()[:1] == ["2"]][0]
+    assert row[1] == "-" and row[2] == f"{damaged['history'][1]['valid_acc']:.2f}"
+    assert "note: epoch 2 lacks train_acc (a damaged or edited summary); shown as '-'" in out
+    assert written and written[0].stat().st_size > 0
+
+    damaged["history"] = {"not": "a list"}
+    path.write_text(json.dumps(damaged))
+    with pytest.raises(XAutoDLError, match="history is not a list of epoch entries"):
+        summary_cli.run([str(run_dir)])
 
 
 def test_a_summary_file_can_be_given_and_old_summaries_without_alphas_still_plot(tmp_path, capsys):

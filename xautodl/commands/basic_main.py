@@ -38,6 +38,7 @@ from ..utils.flops import count_flops_m, count_params_mb
 from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
+from ..runtime.device import cpu_reason
 from ..runtime.epochs import CHECKPOINT_FOLDER, RunFiles, steps_per_epoch
 
 DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
@@ -232,7 +233,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
     seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER)))
     files = RunFiles(save_dir, f"seed-{seed}")
-    logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet)
+    logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet,
+                       tensorboard_dir=files.tensorboard)
 
     train_loader, test_loader, info = get_train_test_loaders(
         args.dataset, per_process_batch(batch_size, world_size), device, seed, cutout=cutout_length(args),
@@ -257,6 +259,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
 
     logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
                f"run dir {save_dir}")
+    if cpu_reason(device):
+        logger.log(cpu_reason(device))
     logger.log(f"data: {train_loader.dataset_size} train / {test_loader.dataset_size} test images")
     _log_network(logger, choice, model_config, meta, network, info.num_classes)
     steps = steps_per_epoch(train_loader, args.limit_batches)

@@ -20,7 +20,8 @@ from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, distributed_job, per_process_batch
-from ..runtime.epochs import CHECKPOINT_FOLDER
+from ..runtime.device import cpu_reason
+from ..runtime.epochs import CHECKPOINT_FOLDER, steps_per_epoch
 from ..runtime.resume import seed_to_run
 from ..runtime.flags import EntryParser, add_common_flags
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
@@ -171,7 +172,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     settings = {"batch_size": int(config.batch_size), "track_running_stats": args.track_running_stats, **shape}
     run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default",
                          settings=settings)
-    logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet, enabled=is_main)
+    logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet, enabled=is_main,
+                       tensorboard_dir=run_info.files.tensorboard)
     benchmark = benchmark_lookup(args, space, logger) if is_main else None
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer,
                       limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
@@ -180,7 +182,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed, channels_last)
     started = time.time()
     summary = loop.run_search()
-    _log_end(logger, summary, run_info, time.time() - started)
+    _log_end(logger, summary, run_info, args, time.time() - started)
     if space == "nasnet" and is_main:
         _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
     logger.close()
@@ -211,23 +213,52 @@ def _log_start(logger, algorithm, args, device, loader, info, model, config, run
     layout = "channels-last" if channels_last else "contiguous"
     logger.log(f"{algorithm} search on {args.dataset} | device {device} ({layout}, amp {args.amp}) | seed {seed} | "
                f"run dir {run_dir}")
+    if cpu_reason(device):
+        logger.log(cpu_reason(device))
+    steps = steps_per_epoch(loader, args.limit_batches)
+    limited = f" (--limit_batches {args.limit_batches} of {len(loader)})" if steps < len(loader) else ""
     logger.log(f"data: {loader.train.dataset_size} train / {loader.valid.dataset_size} valid images, "
-               f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {len(loader)} search pairs of batch "
-               f"{config.batch_size} per epoch over {loader.train.world_size} process(es)")
+               f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {steps} search pairs{limited} of "
+               f"batch {config.batch_size} per epoch over {loader.train.world_size} process(es)")
     logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]}")
     tau = f" | tau {args.tau_max} -> {args.tau_min}" if get_algorithm(algorithm).anneals_tau else ""
     logger.log(f"config: {config.to_dict()}{tau} | arch LR {args.arch_learning_rate} wd {args.arch_weight_decay}")
 
 
-def _log_end(logger, summary: dict, run_info: SearchRun, seconds: float) -> None:
+def _log_end(logger, summary: dict, run_info: SearchRun, args: argparse.Namespace, seconds: float) -> None:
     logger.log(f"final genotype: {summary['final_genotype']}")
     last = summary["history"][-1] if summary["history"] else {}
     if last.get("benchmark"):
         logger.log(f"benchmark of the final genotype: {last['benchmark']}")
-    logger.log(f"best valid accuracy {summary['best']['valid_acc']:.2f}% at epoch {summary['best']['epoch'] + 1}; "
-               f"{seconds:.1f}s this session")
+    best = summary["best"]
+    logger.log(f"best valid accuracy {best['valid_acc']:.2f}% at epoch {best['epoch'] + 1}; {seconds:.1f}s this session")
     files = run_info.files
-    logger.log(f"files: {files.summary}, {files.last}, {files.best}")
+    logger.log(f"files: {files.summary}, {files.last}, {files.best}, TensorBoard {files.tensorboard}")
+    for line in next_step_lines(summary, run_info, args):
+        logger.log(line)
+
+
+def next_step_lines(summary: dict, run_info: SearchRun, args: argparse.Namespace) -> list[str]:
+    """What to re-train after a search: the last epoch's genotype (the one GDAS reports) and the best-valid epoch's,
+    each with the file or command that trains it."""
+    files, best = run_info.files, summary["best"]
+    last_epoch = summary["epochs_done"]
+    same = best.get("genotype") == summary["final_genotype"]
+    if run_info.space == "nasnet":
+        command = f"bash scripts/retrain-searched-net.sh {args.dataset} gdas-searched {{}} 96 -1"
+        lines = [f"to re-train the final genotype (epoch {last_epoch}, the one reported): " + command.format(files.last)]
+        if not same and best["epoch"] >= 0:
+            lines.append(f"the best-valid epoch {best['epoch'] + 1} holds another genotype, {best['genotype']}: "
+                         + command.format(files.best))
+        return lines
+    nas201 = get_space("nas-bench-201")  # train-a-net's default network: C=16, N=5, as NAS-Bench-201 trained it
+    command = "bash scripts-search/NAS-Bench-201/train-a-net.sh '{}' " + f"{nas201.DEFAULT_CHANNELS} {nas201.DEFAULT_CELLS}"
+    lines = [f"to train the final genotype (epoch {last_epoch}, the one reported): "
+             + command.format(summary["final_genotype"])]
+    if not same and best["epoch"] >= 0:
+        lines.append(f"the best-valid epoch {best['epoch'] + 1} found another genotype (in {files.best}): "
+                     + command.format(best["genotype"]))
+    return lines
 
 
 def _draw_final_cells(model, out_dir: Path, logger: RunLogger) -> None:

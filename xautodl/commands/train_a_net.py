@@ -27,6 +27,7 @@ from ..utils.flops import count_flops_m, count_params_mb
 from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
+from ..runtime.device import cpu_reason
 from ..runtime.epochs import RunFiles, move_old_checkpoint, steps_per_epoch
 
 
@@ -139,12 +140,14 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
     data_paths = _data_paths(args)
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
-    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", tensorboard=False, quiet=args.quiet,
+    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", quiet=args.quiet,
                        enabled=is_main)
     session_started = time.time()
     benchmark = _open_benchmark(args, logger) if is_main else None
     logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "
                f"settings {' '.join(args.datasets)} | seeds {' '.join(map(str, args.seeds))} | run dir {save_dir}")
+    if cpu_reason(device):
+        logger.log(cpu_reason(device))
     results = {}
     for seed in args.seeds:
         run_name = f"arch-{index:05d}-seed-{seed}"

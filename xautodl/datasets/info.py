@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xautodl.datasets.digits import DIGITS_IMAGE_SIZE
 from xautodl.errors import DataError
 
 
@@ -40,9 +41,9 @@ _INFOS = {
         "ImageNet16-120", 120, 16, _per_255((122.68, 116.66, 104.01)), _per_255((63.22, 61.26, 65.09)), 2
     ),
     "imagenet-1k": DatasetInfo("imagenet-1k", 1000, 224, IMAGENET_MEAN, IMAGENET_STD, 0),
-    # Digits are grey (the three channels are equal); the statistics are those of the training split. A mirrored
-    # digit is a different symbol, so no flips.
-    "digits": DatasetInfo("digits", 10, 32, (0.305, 0.305, 0.305), (0.324, 0.324, 0.324), 4, flip=False),
+    # Digits are grey (the three channels are equal), 16x16 (see datasets/digits.py); the statistics are those of the
+    # training split. A mirrored digit is a different symbol, so no flips.
+    "digits": DatasetInfo("digits", 10, DIGITS_IMAGE_SIZE, (0.305, 0.305, 0.305), (0.319, 0.319, 0.319), 2, flip=False),
     # User photos: ImageNet statistics are the usual choice for natural images; num_classes is filled in from the
     # class folders when the data is read.
     "folder": DatasetInfo("folder", 0, FOLDER_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, FOLDER_IMAGE_SIZE // 8),

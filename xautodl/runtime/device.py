@@ -1,6 +1,8 @@
 """Choosing the torch device a run uses (`--device auto|cpu|cuda|cuda:N|mps`)."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from xautodl.errors import XAutoDLError
@@ -60,3 +62,18 @@ def _checked_cuda(device: torch.device, name: str) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def cpu_reason(device: torch.device) -> str:
+    """Why a run is on the CPU, for its log header, where a GPU may have been expected: CUDA_VISIBLE_DEVICES is set
+    but no GPU is usable, or the PyTorch build has no CUDA. Empty otherwise (not on the CPU, or no sign of a GPU)."""
+    if device.type != "cpu" or torch.cuda.is_available():
+        return ""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and torch.version.cuda is not None:
+        return (f"running on the CPU: CUDA_VISIBLE_DEVICES={visible!r} is set, but PyTorch (CUDA {torch.version.cuda}) "
+                f"finds no usable GPU (no NVIDIA driver or device reachable from this process)")
+    if visible is not None:
+        return (f"running on the CPU: CUDA_VISIBLE_DEVICES={visible!r} is set, but this PyTorch {torch.__version__} "
+                f"is a CPU-only build")
+    return ""

@@ -32,8 +32,9 @@ CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
 
 @dataclass(frozen=True)
 class RunFiles:
-    """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json` and
-    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch) and `<stem>-best.pth`."""
+    """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json`,
+    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch) and `<stem>-best.pth`, and the TensorBoard events
+    in `<run_dir>/tensorboard/<stem>/`."""
 
     run_dir: Path
     stem: str  # "seed-5" for a search or basic-main run; train-a-net: "arch-00042-seed-777-cifar10"
@@ -57,6 +58,12 @@ class RunFiles:
     @property
     def summary(self) -> Path:
         return self.run_dir / f"{self.stem}-summary.json"
+
+    @property
+    def tensorboard(self) -> Path:
+        """The run's TensorBoard event folder (one per run, so `tensorboard --logdir <run_dir>/tensorboard` shows
+        each seed or setting as its own run)."""
+        return self.run_dir / "tensorboard" / self.stem
 
 
 def move_old_checkpoint(old: Path, new: Path) -> None:

@@ -1,8 +1,10 @@
 """The one run logger: timestamped text lines (stdout and `run_dir/log.txt`) and TensorBoard scalars."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
+import types
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,8 +22,13 @@ class RunLogger:
 
     `enabled=False` (non-zero ranks of a distributed job) turns every call into a no-op and creates no files.
     `quiet=True` turns progress bars off; log lines still reach stdout, so a quiet or non-terminal run shows
-    plain periodic lines instead of bars. The TensorBoard writer is created on the first scalar, so runs that
-    never log a scalar do not pay for it.
+    plain periodic lines instead of bars.
+
+    TensorBoard: each run (a seed of a search, a setting of train-a-net) gets its own event folder,
+    `RunFiles.tensorboard`, so that TensorBoard shows one line per run instead of interleaving runs on the same steps.
+    A writer is created on a folder's first scalar, with `purge_step` at that scalar's step: points an interrupted
+    session logged past its last checkpoint are hidden instead of shown twice when the resumed run logs them again.
+    If stdout is closed under the run (`... | head`), the run goes on and keeps writing its log file.
     """
 
     def __init__(
@@ -31,13 +38,15 @@ class RunLogger:
         tensorboard: bool = True,
         enabled: bool = True,
         quiet: bool = False,
+        tensorboard_dir: str | os.PathLike | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.log_path = self.run_dir / log_name
         self.enabled = enabled
         self.quiet = quiet
         self._use_tensorboard = tensorboard
-        self._writer: Any = None
+        self._tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir is not None else self.run_dir
+        self._writers: dict[Path, Any] = {}
         self._file: IO[str] | None = None
         if enabled:
             self._file = self._open_log_file()
@@ -49,21 +58,24 @@ class RunLogger:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         lines = "\n".join(f"[{stamp}] {line}" for line in str(message).splitlines() or [""])
         # tqdm.write prints above an active bar instead of tearing it apart (plain print when there is none).
-        tqdm.write(lines, file=sys.stdout)
+        try:
+            tqdm.write(lines, file=sys.stdout)
+        except BrokenPipeError:
+            _detach_closed_stdout()
         assert self._file is not None
         self._file.write(lines + "\n")
         self._file.flush()
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        """Record one TensorBoard scalar point."""
+    def scalar(self, tag: str, value: float, step: int, run: str | os.PathLike | None = None) -> None:
+        """Record one TensorBoard scalar point, in the event folder `run` (default: the logger's)."""
         if not (self.enabled and self._use_tensorboard):
             return
-        self._tensorboard().add_scalar(tag, float(value), global_step=int(step))
+        self._tensorboard(run, int(step)).add_scalar(tag, float(value), global_step=int(step))
 
-    def scalars(self, values: Mapping[str, float], step: int) -> None:
-        """Record several scalars (tag -> value) at the same step."""
+    def scalars(self, values: Mapping[str, float], step: int, run: str | os.PathLike | None = None) -> None:
+        """Record several scalars (tag -> value) at the same step, in the event folder `run`."""
         for tag, value in values.items():
-            self.scalar(tag, value, step)
+            self.scalar(tag, value, step, run)
 
     def progress(self, iterable: Iterable[T], total: int | None = None, desc: str | None = None) -> Iterable[T]:
         """`iterable` wrapped in a tqdm bar (with ETA) on an interactive terminal, otherwise unchanged."""
@@ -73,14 +85,14 @@ class RunLogger:
 
     def flush(self) -> None:
         """Push buffered TensorBoard events to disk."""
-        if self._writer is not None:
-            self._writer.flush()
+        for writer in self._writers.values():
+            writer.flush()
 
     def close(self) -> None:
-        """Flush and close the log file and the TensorBoard writer; later calls are no-ops."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Flush and close the log file and the TensorBoard writers; later calls are no-ops."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -95,18 +107,42 @@ class RunLogger:
     def _open_log_file(self) -> IO[str]:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            return open(self.log_path, "a", encoding="utf-8")
+            # O_NOFOLLOW: a symbolic link planted in the run folder must not redirect the log to another file.
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            return os.fdopen(fd, "a", encoding="utf-8")
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise XAutoDLError(
+                    f"the run log {self.log_path} is a symbolic link; a run writes its log only to a plain file in "
+                    f"its run folder: remove the link (or choose another output folder, --save_dir)") from None
             raise XAutoDLError(
                 f"cannot write the run log {self.log_path}: {err.strerror or err}; check that {self.run_dir} "
                 "is writable or choose another output folder (--save_dir)"
             ) from err
 
-    def _tensorboard(self) -> Any:
-        if self._writer is None:
-            # Imported here: TensorBoard's import is slow and only runs that log scalars need it.
-            from torch.utils.tensorboard import SummaryWriter
+    def _tensorboard(self, run: str | os.PathLike | None, step: int) -> Any:
+        folder = self._tensorboard_dir if run is None else Path(run)
+        if folder not in self._writers:
+            self._writers[folder] = _summary_writer_class()(log_dir=str(folder), purge_step=step)
+        return self._writers[folder]
 
-            self._writer = SummaryWriter(log_dir=str(self.run_dir))
-        return self._writer
+
+def _summary_writer_class() -> type:
+    """torch's SummaryWriter, imported on first use (TensorBoard's import is slow and only runs that log scalars
+    need it) and kept away from TensorFlow: TensorBoard imports TensorFlow when it is installed (the `tf` extra),
+    which costs seconds and GPU memory in a PyTorch run. Its `tensorboard.compat.notf` marker module, which
+    TensorBoard's own TensorFlow-free build ships, makes it use its built-in stub instead."""
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter
+
+
+def _detach_closed_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (`... | head`): the run goes on and logs to its file,
+    and neither later prints nor the interpreter's final flush raise BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 

@@ -8,10 +8,11 @@ run follows the same trajectory as an uninterrupted one.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 import torch.distributed as dist
@@ -28,6 +29,8 @@ from .algorithms import SearchAlgorithm
 
 class Supernet(Protocol):
     """What the loop needs from a space's supernet."""
+
+    op_names: tuple[str, ...]  # the candidate ops, in the order of every alpha row
 
     def weights(self) -> Iterable[nn.Parameter]: ...
     def alphas(self) -> Iterable[nn.Parameter]: ...
@@ -151,13 +154,15 @@ class SearchLoop(EpochLoop):
             f"acc {metrics['train_acc']:.2f}% | valid loss {metrics['valid_loss']:.3f} acc {metrics['valid_acc']:.2f}% "
             f"| {tau_text}lr {metrics['lr']:.5f} | {metrics['seconds']:.1f}s")
         self.logger.log(f"epoch {epoch + 1:3d} genotype: {genotype}")
+        self.logger.log(f"epoch {epoch + 1:3d} edges: {edge_confidence(alphas, self.model.op_names)}")
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
         scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")
                    if metrics[k] is not None}
         for edge, probs in alphas.items():
-            for k, p in enumerate(probs):
-                scalars[f"alpha/{edge}/{k}"] = p
+            for op, p in zip(self.model.op_names, probs):
+                scalars[f"alpha/{edge}/{op}"] = p
+        scalars["search/mean_alpha_entropy"] = mean_entropy(alphas)
         self.logger.scalars(scalars, epoch)
         return entry
 
@@ -197,12 +202,34 @@ class SearchLoop(EpochLoop):
             "total_epochs": self.total_epochs,
             "final_genotype": final,
             "final_genotype_dict": self.history[-1]["genotype_dict"] if self.history else self.model.genotype().to_dict(),
+            "op_names": list(self.model.op_names),  # the order of every alphas row in the history
             "best": self.best,
             "search_seconds": sum(h["seconds"] for h in self.history),
             "history": self.history,
             "args": self.run.args,
             "versions": {"torch": torch.__version__, "xautodl": _version()},
         }
+
+
+def entropy(probs: Iterable[float]) -> float:
+    """Entropy (nats) of one edge's op distribution softmax(alpha): log(#ops) undecided, 0 decided."""
+    return -sum(p * math.log(p) for p in probs if p > 0)
+
+
+def mean_entropy(alphas: dict[str, list[float]]) -> float:
+    """The mean over edges of `entropy`."""
+    return sum(entropy(probs) for probs in alphas.values()) / max(len(alphas), 1)
+
+
+def edge_confidence(alphas: dict[str, list[float]], op_names: Sequence[str]) -> str:
+    """Each edge's most probable op with its probability, and the mean entropy against the uniform one: one log
+    line that shows the search growing confident (or not)."""
+    parts = []
+    for edge, probs in alphas.items():
+        best = max(range(len(probs)), key=probs.__getitem__)
+        parts.append(f"{edge} {op_names[best]} {probs[best]:.3f}")
+    uniform = math.log(len(op_names))
+    return f"{', '.join(parts)} | mean entropy {mean_entropy(alphas):.4f} nats (uniform {uniform:.4f})"
 
 
 def _format_benchmark(result: dict) -> str:

@@ -64,7 +64,7 @@ class Trainer(EpochLoop):
         super().__init__(files.last, files.best if keep_best else None, settings.total_epochs, logger, identity,
                          is_main=is_main, limit_batches=settings.limit_batches, progress=settings.progress,
                          print_freq=settings.print_freq)
-        self.model, self.train_loader, self.eval_loaders = model, train_loader, eval_loaders
+        self.model, self.train_loader, self.eval_loaders, self.files = model, train_loader, eval_loaders, files
         self.optimizer, self.schedule, self.criterion, self.settings = optimizer, schedule, criterion, settings
         self.best_on = best_on or (next(iter(eval_loaders)) if eval_loaders else None)
         # The module that trains: `model` itself, or a DDP / torch.compile wrapper of it.
@@ -170,5 +170,5 @@ class Trainer(EpochLoop):
         parts.append(f"lr {metrics['lr']:.5f} | {metrics['seconds']:.1f}s")
         self.logger.log(" | ".join(parts))
         scalars = {f"train/{k}": v for k, v in metrics.items() if isinstance(v, float)}
-        self.logger.scalars(scalars, epoch)
+        self.logger.scalars(scalars, epoch, run=self.files.tensorboard)  # one event folder per run (seed, setting)
         return metrics

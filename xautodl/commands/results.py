@@ -1,0 +1,240 @@
+"""The results table a NAS paper prints: `python -m xautodl.summary --table <search folder> [<search folder> ...]`.
+
+For every algorithm and search dataset (and BN setting) found in the folders' `seed-*-summary.json`, the NATS-Bench
+accuracies of the runs' final genotypes, as mean +- std over the seeds (sample standard deviation; one seed shows
+its value alone), with the search time per run, in the layout of the NAS-Bench-201 paper's Table 5: valid and test
+accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120. As there, "CIFAR-10 valid" is the valid accuracy of the
+`cifar10-valid` setting (trained on half of the training set) and "CIFAR-10 test" the test accuracy of `cifar10`
+(trained on all of it). The published column holds the paper's test figures where they are known.
+`--markdown` and `--csv` print the same table for a paper or a spreadsheet. The figure plots, per row, the
+NATS-Bench test accuracy (on the search dataset) of each epoch's genotype, mean and range over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import XAutoDLError
+from .summary import find_summaries, load_summary, plot_band, save_figure, _matplotlib, _outside_legend
+
+# (column title, NATS-Bench setting, split), in the order of the NAS-Bench-201 paper's Table 5.
+COLUMNS = (
+    ("CIFAR-10 valid", "cifar10-valid", "valid"),
+    ("CIFAR-10 test", "cifar10", "test"),
+    ("CIFAR-100 valid", "cifar100", "valid"),
+    ("CIFAR-100 test", "cifar100", "test"),
+    ("ImageNet16-120 valid", "ImageNet16-120", "valid"),
+    ("ImageNet16-120 test", "ImageNet16-120", "test"),
+)
+# NAS-Bench-201 paper (Dong & Yang, ICLR 2020), Table 5, searched on CIFAR-10, BN tracking as the paper ran it:
+# test accuracy (%) on CIFAR-10 / CIFAR-100 / ImageNet16-120, mean +- std over its seeds.
+PUBLISHED_TEST = {
+    "GDAS": ((93.61, 0.09), (70.70, 0.30), (41.71, 0.98)),
+    "DARTS-V1": ((54.30, 0.00), (15.61, 0.00), (16.32, 0.00)),
+    "DARTS-V2": ((54.30, 0.00), (15.61, 0.00), (16.32, 0.00)),
+}
+PUBLISHED_DATASET = "cifar10"  # the paper's table is of searches on CIFAR-10
+
+
+@dataclass
+class ResultRow:
+    """The runs (seeds) of one algorithm on one search dataset with one BN setting."""
+
+    algorithm: str
+    dataset: str
+    bn: str
+    seeds: list[int] = field(default_factory=list)
+    epochs: list[tuple[int, int]] = field(default_factory=list)  # (done, total) per run
+    seconds: list[float] = field(default_factory=list)
+    accuracies: dict[str, list[float]] = field(default_factory=dict)  # column title -> one value per run
+    trajectories: list[list[tuple[int, float]]] = field(default_factory=list)  # per run: (epoch, test accuracy)
+
+    @property
+    def label(self) -> str:
+        return f"{self.algorithm} (BN {self.bn})"
+
+
+def collect_rows(run_dirs: list[str], lookup=None) -> list[ResultRow]:
+    """One row per (algorithm, search dataset, BN tracking) over every summary in `run_dirs`.
+
+    `lookup(arch) -> NATS-Bench dict` answers for final genotypes whose search did not look them up (None: such
+    runs count for the time but not for the accuracies)."""
+    rows: dict[tuple[str, str, str], ResultRow] = {}
+    for run_dir in run_dirs:
+        for path in find_summaries(run_dir):
+            summary = load_summary(path)
+            if not summary["history"]:
+                continue  # no epoch finished: no final genotype yet
+            bn = str((summary.get("args") or {}).get("track_running_stats", "?"))
+            key = (summary["algorithm"], summary["dataset"], bn)
+            row = rows.setdefault(key, ResultRow(*key))
+            _add_run(row, summary, lookup)
+    return sorted(rows.values(), key=lambda r: (r.dataset, r.algorithm, r.bn))
+
+
+def _add_run(row: ResultRow, summary: dict, lookup) -> None:
+    history = summary["history"]
+    row.seeds.append(summary["seed"])
+    row.epochs.append((summary.get("epochs_done", len(history)), summary.get("total_epochs", len(history))))
+    row.seconds.append(float(summary.get("search_seconds", sum(e.get("seconds", 0.0) for e in history))))
+    final = history[-1].get("benchmark")
+    if not final and lookup is not None and history[-1].get("genotype"):
+        final = lookup(history[-1]["genotype"])
+    accuracy = (final or {}).get("accuracy") or {}
+    for title, setting, split in COLUMNS:
+        value = accuracy.get(setting, {}).get(split)
+        if value is not None:
+            row.accuracies.setdefault(title, []).append(float(value))
+    trajectory_setting = summary["dataset"] if summary["dataset"] in {c[1] for c in COLUMNS} else "cifar10"
+    row.trajectories.append([(entry["epoch"] + 1, float(test)) for entry in history
+                             if (test := ((entry.get("benchmark") or {}).get("accuracy") or {})
+                                 .get(trajectory_setting, {}).get("test")) is not None])
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _cell(values: list[float] | None) -> str:
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
+
+
+def _epochs_text(epochs: list[tuple[int, int]]) -> str:
+    done = sorted({d for d, _ in epochs})
+    total = sorted({t for _, t in epochs})
+    done_text = str(done[0]) if len(done) == 1 else f"{done[0]}-{done[-1]}"
+    return done_text if done == total else f"{done_text} of {'/'.join(map(str, total))}"
+
+
+def _time_text(seconds: list[float]) -> str:
+    mean, std = mean_std(seconds)
+    return f"{mean:.0f} s" if std is None else f"{mean:.0f} +- {std:.0f} s"
+
+
+def _published(row: ResultRow) -> str:
+    figures = PUBLISHED_TEST.get(row.algorithm)
+    if figures is None or row.dataset != PUBLISHED_DATASET:
+        return "-"
+    return " / ".join(f"{mean:.2f}+-{std:.2f}" for mean, std in figures)
+
+
+def table_cells(rows: list[ResultRow]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the table as text cells (shared by the text, Markdown and CSV forms)."""
+    header = ["method", "search on", "seeds", "epochs", "search time / run", *(c[0] for c in COLUMNS),
+              "published test C10 / C100 / IN16"]
+    body = [[row.label, row.dataset, str(len(row.seeds)), _epochs_text(row.epochs), _time_text(row.seconds),
+             *(_cell(row.accuracies.get(c[0])) for c in COLUMNS), _published(row)] for row in rows]
+    return header, body
+
+
+def format_text(rows: list[ResultRow]) -> str:
+    header, body = table_cells(rows)
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *body]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:], "", _caption(rows)])
+
+
+def format_markdown(rows: list[ResultRow]) -> str:
+    header, body = table_cells(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("+-", "±") for cell in line) + " |" for line in body]
+    return "\n".join([*lines, "", _caption(rows)])
+
+
+def format_csv(rows: list[ResultRow]) -> str:
+    """One line per row with mean and std as separate numeric columns (empty where undefined)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    metric_names = [c[0] for c in COLUMNS]
+    writer.writerow(["algorithm", "search_dataset", "bn", "seeds", "seed_list", "epochs_done", "epochs_total",
+                     "search_seconds_mean", "search_seconds_std",
+                     *[f"{name} {part}" for name in metric_names for part in ("mean", "std", "n")],
+                     "published_test_cifar10", "published_test_cifar100", "published_test_ImageNet16-120"])
+    for row in rows:
+        seconds_mean, seconds_std = mean_std(row.seconds)
+        metrics = []
+        for name in metric_names:
+            values = row.accuracies.get(name)
+            mean, std = mean_std(values) if values else (None, None)
+            metrics += [_csv_number(mean), _csv_number(std), len(values or [])]
+        published = PUBLISHED_TEST.get(row.algorithm) if row.dataset == PUBLISHED_DATASET else None
+        writer.writerow([row.algorithm, row.dataset, row.bn, len(row.seeds), " ".join(map(str, row.seeds)),
+                         min(d for d, _ in row.epochs), max(t for _, t in row.epochs),
+                         _csv_number(seconds_mean), _csv_number(seconds_std), *metrics,
+                         *([f"{m:.2f}" for m, _ in published] if published else ["", "", ""])])
+    return out.getvalue().rstrip("\n")
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _caption(rows: list[ResultRow]) -> str:
+    counted = ", ".join(f"{row.label} on {row.dataset}: {len(row.accuracies.get(COLUMNS[1][0], []))} of "
+                        f"{len(row.seeds)} runs with benchmark figures" for row in rows)
+    return ("Accuracies (%): NATS-Bench (200-epoch training, the benchmark's mean over its training seeds) of each "
+            "run's final genotype, mean +- sample std over the search seeds (one seed: its value). "
+            f"{counted}. Published: NAS-Bench-201 paper Table 5 (searched on CIFAR-10).")
+
+
+def plot_test_trajectories(rows: list[ResultRow], out_path: Path) -> Path | None:
+    """NATS-Bench test accuracy of each epoch's genotype, one mean-and-range curve per row; None without figures."""
+    if not any(any(t for t in row.trajectories) for row in rows):
+        return None
+    figure_class, canvas_class = _matplotlib()
+    figure = figure_class(figsize=(10, 5), constrained_layout=True)
+    canvas_class(figure)
+    axes = figure.subplots()
+    for row in rows:
+        runs = [t for t in row.trajectories if t]
+        plot_band(axes, runs, f"{row.label} on {row.dataset} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+    axes.set_xlabel("search epoch")
+    axes.set_ylabel("NATS-Bench test accuracy (%) of the epoch's genotype")
+    axes.set_title("one curve per algorithm: mean over seeds, band = lowest to highest seed", fontsize="small")
+    axes.grid(alpha=0.3)
+    _outside_legend(axes)
+    return save_figure(figure, out_path)
+
+
+def report_table(args: argparse.Namespace) -> list[Path]:
+    """`--table`: print the table (text, --markdown or --csv) and draw the figure; returns the PNG paths written."""
+    if args.markdown and args.csv:
+        raise XAutoDLError("--markdown and --csv are two forms of the same table: pass one of them")
+    if args.seed is not None:
+        raise XAutoDLError("--table reports every seed of the folders; --seed selects one run of the plain summary")
+    rows = collect_rows(args.run_dirs, _benchmark_lookup(args.arch_nas_dataset))
+    if not rows:
+        raise XAutoDLError(f"no finished search epoch in {', '.join(args.run_dirs)}: the table needs runs that "
+                           f"wrote their summary after at least one epoch")
+    print(format_csv(rows) if args.csv else format_markdown(rows) if args.markdown else format_text(rows))
+    if args.no_plot:
+        return []
+    out = Path(args.plot) if args.plot else Path(args.run_dirs[0]).resolve().parent / "search-results.png"
+    plot = plot_test_trajectories(rows, out)
+    if plot is None:
+        if not args.csv:
+            print("no per-epoch benchmark figures in these runs: no test-accuracy plot")
+        return []
+    if not args.csv:  # a CSV on stdout stays machine-readable
+        print(f"test-accuracy plot: {plot}")
+    return [plot]
+
+
+def _benchmark_lookup(path: str | None):
+    """NATS-Bench look-up for final genotypes a search did not look up; None when no benchmark is found (quietly:
+    the caption then says how many runs have figures)."""
+    from ..bench import find_benchmark, open_benchmark
+
+    if path is None and find_benchmark() is None:
+        return None
+    bench = open_benchmark(path)
+    return None if bench is None else (lambda arch: bench.query(arch).to_dict())
