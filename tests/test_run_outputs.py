@@ -119,3 +119,18 @@ def test_the_cpu_reason_names_cuda_visible_devices(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", None)
     assert "CPU-only build" in cpu_reason(torch.device("cpu"))
     assert cpu_reason(torch.device("cuda")) == ""
+
+
+def test_a_rerun_with_a_random_seed_says_whether_it_resumes_or_why_it_starts_a_new_seed(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    first = search(run_dir, seed=-1, epochs=1)
+    out = capsys.readouterr().out
+    assert f"--rand_seed -1: drew seed {first['seed']}" in out
+    second = search(run_dir, seed=-1, epochs=1)
+    out = capsys.readouterr().out
+    assert second["seed"] != first["seed"]
+    assert (f"--rand_seed -1: the run(s) of seed {first['seed']} in {run_dir} are finished, so this starts a new run "
+            f"with the drawn seed {second['seed']}") in out
+    assert f"python -m xautodl.summary {run_dir}" in out
+    log = (run_dir / f"seed-{second['seed']}-log.txt").read_text()
+    assert "are finished, so this starts a new run" in log

@@ -231,7 +231,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     save_dir = Path(args.save_dir or f"output/nas-infer/{args.dataset}-{choice.name}-{batch_size}")
     is_main = rank == 0
     # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
-    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER)))
+    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER).seed))
     files = RunFiles(save_dir, f"seed-{seed}")
     logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet,
                        tensorboard_dir=files.tensorboard)

@@ -150,8 +150,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     if is_main:
         _check_writable(run_dir)
     # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
-    seed = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER) if is_main else None
-    seed = seed_everything(broadcast_object(seed))
+    choice = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER) if is_main else None
+    seed = seed_everything(broadcast_object(None if choice is None else choice.seed))
     loader, info = get_search_loader(args.dataset, per_process_batch(int(config.batch_size), world_size), device, seed,
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
@@ -179,6 +179,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
                       limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
                       is_main=is_main, print_freq=args.print_freq,
                       channels_last=channels_last)
+    if choice is not None and choice.note:
+        logger.log(choice.note)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed, channels_last)
     started = time.time()
     summary = loop.run_search()
