@@ -76,8 +76,12 @@ def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Na
     The space is `--search_space_name`, else NASNet when `--model_config` is given, else NAS-Bench-201. Flags that
     do not apply to that space are refused (never silently ignored).
     """
+    return resolve_args(algorithm, build_parser(algorithm).parse_args(argv))
+
+
+def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace:
+    """Parsed arguments with the space resolved and the defaults of `algorithm` filled in (see `parse_args`)."""
     spec = get_algorithm(algorithm)
-    args = build_parser(algorithm).parse_args(argv)
     space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
     args.search_space_name = space
     if space == "nasnet":
