@@ -20,6 +20,14 @@ from ..errors import XAutoDLError
 # TensorFlow prints C++ start-up notes (CPU features, missing CUDA drivers) on import; keep warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Load triton (PyTorch's compiler back end, which torch.optim and torch.compile import lazily) before TensorFlow: loaded
+# after TensorFlow 2.21, triton's native library crashes the process (segmentation fault, with torch 2.14.1). Every
+# module of this package imports TensorFlow only after this one ran.
+try:
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 INSTALL_HINT = 'pip install -e ".[tf]" (or pip install tensorflow)'
 
 

@@ -116,7 +116,7 @@ class TFSupernet(keras.layers.Layer):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every variable as the PyTorch supernet's state dict holds it (names, layouts, dtypes)."""
-        return {name: torch.from_numpy(np.ascontiguousarray(to_torch_layout(var.numpy(), layout)))
+        return {name: torch.from_numpy(np.array(to_torch_layout(var.numpy(), layout), order="C"))
                 for name, var, layout in self._named}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -25,7 +25,7 @@ CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_: coefficient max_norm / (total
 
 
 def _state_tensor(variable: tf.Variable) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(variable.numpy()))
+    return torch.from_numpy(np.array(variable.numpy(), order="C"))
 
 
 class TorchSGD:
