@@ -192,7 +192,6 @@ def test_two_search_iterations_through_the_real_steps(algorithm):
                                   nesterov=config.nesterov)
     a_optimizer = torch.optim.Adam(net.alphas(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
     algo = build_algorithm(algorithm, net, torch.nn.CrossEntropyLoss(), w_optimizer, a_optimizer, grad_clip=5.0)
-    # An LR this large makes the gradient norm exceed 5 on the second weight step, so the clipping is exercised.
     model = TFSearchModel(tf_net, GumbelNoise(tau, seed) if gdas else None)
     tf_algo = TFSearch(model, criterion_from_config(config), sgd_from_config(config, model.weights()),
                        TorchAdam(model.alphas(), 3e-4, betas=(0.5, 0.999), weight_decay=1e-3))

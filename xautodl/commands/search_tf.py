@@ -99,26 +99,30 @@ class TFSearchLoop(SearchLoop):
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
-    """Parse `argv`, build everything and run (or resume) the TensorFlow search; returns the summary."""
-    require_tensorflow()
+    """Parse `argv`, build everything and run (or resume) the TensorFlow search; returns the summary.
+
+    Mistakes in the flags, the output folder or the data stop it before TensorFlow is imported (seconds)."""
     args, algorithm = parse_args(argv)
-    return _search(algorithm, args, select_tf_device(args.device))
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
+    config = load_config(args.config_path, overrides=overrides)
+    run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args)
+    search._check_writable(run_dir)
+    seed = seed_everything(seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER))
+    # The data stay with PyTorch on the host (uint8, augmented batch-wise there); the steps receive each batch.
+    loader, info = get_search_loader(args.dataset, int(config.batch_size), torch.device("cpu"), seed,
+                                     data_path=args.data_path, split_file=args.split_file, download=args.download)
+    require_tensorflow()
+    return _search(algorithm, args, select_tf_device(args.device), config, run_dir, seed, loader, info)
 
 
-def _search(algorithm: str, args: argparse.Namespace, device: str) -> dict:
+def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_dir: Path, seed: int, loader,
+            info) -> dict:
     import tensorflow as tf
 
     from ..tf.nas201 import TFSupernet
     from ..tf.search import (GumbelNoise, TFSearch, TFSearchModel, TorchAdam, criterion_from_config,
                              sgd_from_config)
 
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k) is not None}
-    config = load_config(args.config_path, overrides=overrides)
-    run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args)
-    search._check_writable(run_dir)
-    seed = seed_everything(seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER))
-    loader, info = get_search_loader(args.dataset, int(config.batch_size), torch.device("cpu"), seed,
-                                     data_path=args.data_path, split_file=args.split_file, download=args.download)
     gdas = algorithm == "GDAS"
     # Initialised as the PyTorch supernet initialises itself (same seed, same draws).
     torch_net = get_space(SPACE).build_supernet(None, info.num_classes, track_running_stats=bool(args.track_running_stats),
