@@ -28,8 +28,8 @@ track_running_stats=True, 10 classes, 32x32 synthetic inputs (fixed seed), GDAS 
   of the reference: built as `xautodl.commands.search_tf.run` builds it (initialised from the PyTorch supernet,
   float32) and stepped through the same `weight_step` / `arch_step` the search loop calls (torch batches in, each
   step's loss and logits back as torch tensors). TensorFlow gets `--threads` intra-op and inter-op threads; its
-  first (warm-up) iteration traces the two `tf.function` steps. Its CUDA memory is TensorFlow's own peak
-  (`tf.config.experimental.get_memory_info`).
+  first (warm-up) iteration traces the two `tf.function` steps, so its "step MiB" includes the traced graphs. Its
+  CUDA memory is TensorFlow's own peak (`tf.config.experimental.get_memory_info`).
 - On a CPU that other processes keep busy, torch's threads wait for one another at every kernel and the figures
   swing wildly: the header reports how busy the CPUs were, and `--threads 1` gives steadier ratios there.
 """
