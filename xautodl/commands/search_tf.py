@@ -22,7 +22,7 @@ from ..runtime.epochs import CHECKPOINT_FOLDER
 from ..runtime.resume import seed_to_run
 from ..optim.schedules import schedule_from_config
 from ..search.loop import SearchLoop, SearchRun
-from ..spaces import get_space
+from ..spaces import canonical_space_name, get_space
 from ..tf import require_tensorflow
 from . import search
 
@@ -53,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, s
         raise ConfigError(f"--tau_max {args.tau_max} --tau_min {args.tau_min}: GDAS needs positive temperatures "
                           f"(or both -1 for DARTS-V1)")
     given = [f"--{flag}" for flag, unset in PYTORCH_ONLY.items() if getattr(args, flag) != unset]
-    if args.search_space_name not in (None, SPACE):
+    if args.search_space_name is not None and canonical_space_name(args.search_space_name) != SPACE:
         given.append(f"--search_space_name {args.search_space_name}")
     if given:
         raise ConfigError(f"{', '.join(given)} do(es) not apply to the TensorFlow search (NAS-Bench-201 space, "
@@ -67,6 +67,11 @@ def select_tf_device(name: str) -> str:
     tf = require_tensorflow()
     text = str(name).strip().lower()
     gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:  # take GPU memory as needed, not all of it at start-up (TensorFlow's default)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised in this process
     if text == "cpu":
         return "/CPU:0"
     if text == "auto":
