@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -104,9 +105,19 @@ class RunLogger:
 
     def _tensorboard(self) -> Any:
         if self._writer is None:
+            _tensorboard_without_tensorflow()
             # Imported here: TensorBoard's import is slow and only runs that log scalars need it.
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.run_dir))
         return self._writer
 
+
+def _tensorboard_without_tensorflow() -> None:
+    """Make TensorBoard write its event files with its own TensorFlow stub, never by importing TensorFlow.
+
+    TensorBoard imports TensorFlow for its file I/O whenever TensorFlow is installed (the `tf` extra), which would
+    put seconds of start-up, TensorFlow's log lines and its native libraries into every PyTorch run. An importable
+    `tensorboard.compat.notf` is TensorBoard's own switch to the stub (its `no_tensorflow` build target).
+    """
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
