@@ -34,6 +34,9 @@ from ..search.loop import SearchLoop, SearchRun
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
 
 
+# Adam's betas of the architecture step (the original's; its LR and weight decay are flags).
+ARCH_BETAS = (0.5, 0.999)
+
 # Flags that size the NAS-Bench-201 supernet (the NASNet one takes its size from --model_config), with the attribute
 # of the space's `build_supernet` each one sets.
 NB201_SIZE_FLAGS = {"channel": "C", "num_cells": "N", "max_nodes": "max_nodes"}
@@ -163,7 +166,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     channels_last = use_channels_last(args.channels_last, device)
     model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device), channels_last)
     w_optimizer = build_optimizer(config, model.weights())
-    a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
+    a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=ARCH_BETAS,
                                    weight_decay=args.arch_weight_decay)
     algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
                            amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))

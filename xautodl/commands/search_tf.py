@@ -129,16 +129,17 @@ def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_d
                              sgd_from_config)
 
     gdas = algorithm == "GDAS"
-    # Initialised as the PyTorch supernet initialises itself (same seed, same draws).
-    torch_net = get_space(SPACE).build_supernet(None, info.num_classes, track_running_stats=bool(args.track_running_stats),
-                                                C=args.channel, N=args.num_cells, max_nodes=args.max_nodes)
+    # Initialised by the PyTorch supernet's own initialisation (seeded above), copied over.
+    torch_net = get_space(SPACE).build_supernet(None, info.num_classes, C=args.channel, N=args.num_cells,
+                                                track_running_stats=bool(args.track_running_stats),
+                                                max_nodes=args.max_nodes)
     with tf.device(device):
         net = TFSupernet(args.channel, args.num_cells, info.num_classes, max_nodes=args.max_nodes,
                          track=bool(args.track_running_stats))
         net.load_state_dict(torch_net.state_dict())
         model = TFSearchModel(net, GumbelNoise(args.tau_max, seed) if gdas else None)
         w_optimizer = sgd_from_config(config, model.weights())
-        a_optimizer = TorchAdam(model.alphas(), args.arch_learning_rate, betas=(0.5, 0.999),
+        a_optimizer = TorchAdam(model.alphas(), args.arch_learning_rate, betas=search.ARCH_BETAS,
                                 weight_decay=args.arch_weight_decay)
     algo = TFSearch(model, criterion_from_config(config), w_optimizer, a_optimizer, device=device)
     schedule = schedule_from_config(w_optimizer, config)
