@@ -205,20 +205,33 @@ class TFSearch:
         self.criterion, self.w_optimizer, self.a_optimizer = criterion, w_optimizer, a_optimizer
         self.grad_clip, self.device = float(grad_clip), device
         self.dtype = self.net.alpha_variable.dtype
-        self._weight_fn = tf.function(self.weight_step_tf, reduce_retracing=True, autograph=False)
-        self._arch_fn = tf.function(self.arch_step_tf, reduce_retracing=True, autograph=False)
+        self._traced: tuple | None = None
+
+    def traced_steps(self, x: tf.Tensor) -> tuple:
+        """The two steps as `tf.function`s (weight step, architecture step), each traced once: the signature leaves
+        the batch size free (an epoch's last batch is smaller) and fixes the image size of the first batch."""
+        if self._traced is None:
+            scalar = tf.TensorSpec([], self.dtype)
+            signature = [tf.TensorSpec([None, *x.shape[1:]], self.dtype), tf.TensorSpec([None], tf.int64), scalar,
+                         scalar, tf.TensorSpec(self.net.alpha_variable.shape, self.dtype)]
+            self._traced = tuple(tf.function(step, input_signature=signature, autograph=False)
+                                 for step in (self.weight_step_tf, self.arch_step_tf))
+        return self._traced
+
+    def noise(self) -> tf.Tensor:
+        """Gumbel noise for one forward from the mixer's generator (zeros, unused, for DARTS-V1)."""
+        shape, dtype = self.net.alpha_variable.shape, self.dtype
+        return tf.zeros(shape, dtype) if self.mixer is None else gumbel_noise(self.mixer.generator, shape, dtype)
 
     # ------------------------------------------------------------------------------------------ the steps
-    def sample(self, noise: tf.Tensor | None, tau: tf.Tensor, alphas: tf.Tensor, route: bool):
-        """The edge sample of one forward (GDAS: drawing the noise from the mixer's generator when None)."""
+    def sample(self, noise: tf.Tensor, tau: tf.Tensor, alphas: tf.Tensor, route: bool):
+        """The edge sample of one forward."""
         if self.mixer is None:
             return SoftmaxSample(alphas, self.net.op_names)
-        if noise is None:
-            noise = gumbel_noise(self.mixer.generator, alphas.shape, alphas.dtype)
         return GumbelSample(alphas, tau, noise, route)
 
     def weight_step_tf(self, x: tf.Tensor, y: tf.Tensor, lr: tf.Tensor, tau: tf.Tensor,
-                       noise: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                       noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One SGD step of the weights (NHWC batch); alphas held fixed. Returns loss and logits."""
         sample = self.sample(noise, tau, tf.stop_gradient(self.net.alpha_variable), route=False)
         weights = self.net.weight_variables
@@ -236,7 +249,7 @@ class TFSearch:
         return loss, logits
 
     def arch_step_tf(self, x: tf.Tensor, y: tf.Tensor, lr: tf.Tensor, tau: tf.Tensor,
-                     noise: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                     noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step of the alphas on a (NHWC) valid batch. Returns loss and logits."""
         alphas = self.net.alpha_variable
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -263,8 +276,12 @@ class TFSearch:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with tf.device(self.device):
-            return self._outputs(*self._weight_fn(*self._inputs(x, y), *self._scalars(self.w_optimizer)))
+            x, y = self._inputs(x, y)
+            step = self.traced_steps(x)[0]
+            return self._outputs(*step(x, y, *self._scalars(self.w_optimizer), self.noise()))
 
     def arch_step(self, train, valid) -> tuple[torch.Tensor, torch.Tensor]:
         with tf.device(self.device):
-            return self._outputs(*self._arch_fn(*self._inputs(*valid), *self._scalars(self.a_optimizer)))
+            x, y = self._inputs(*valid)
+            step = self.traced_steps(x)[1]
+            return self._outputs(*step(x, y, *self._scalars(self.a_optimizer), self.noise()))
