@@ -8,8 +8,8 @@ XAUTODL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$XAUTODL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 # ensure_venv: create (or reuse) the project's virtual environment and install xautodl (with its test and tf
-# extras, so the TensorFlow tests run) into it. Sets PY to its interpreter. The environment lives outside the clone (default
-# ~/.cache/xautodl/venv, override with XAUTODL_VENV) so a fresh clone reuses the 5 GB torch install.
+# extras, so the TensorFlow tests run) into it. Sets PY to its interpreter. The environment lives outside the clone
+# (default ~/.cache/xautodl/venv, override with XAUTODL_VENV) so a fresh clone reuses the 5 GB torch install.
 ensure_venv() {
   local venv="${XAUTODL_VENV:-$HOME/.cache/xautodl/venv}"
   if [ ! -x "$venv/bin/python" ]; then
