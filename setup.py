@@ -32,6 +32,7 @@ setup(
         "matplotlib",
         "graphviz",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    # tf: the TensorFlow GDAS (exps-tf/GDAS.py, xautodl.tf); 2.21 coexists with torch 2.14 and this tensorboard.
+    extras_require={"test": ["pytest", "pytest-timeout"], "tf": ["tensorflow>=2.16"]},
     license="MIT",
 )

@@ -3,15 +3,20 @@
     python benchmarks/run.py                 # CPU (about 10 minutes on 2 cores)
     python benchmarks/run.py --device cuda
 
+    python benchmarks/run.py --rows tf       # ours against our TensorFlow GDAS only (needs the tf extra)
+
 Rows: one NAS-Bench-201 search iteration of GDAS, DARTS-V1 and DARTS-V2 (benchmarks/search_step.py), one NASNet-space
 search iteration of GDAS and GDAS-FRC and one GDAS_V1 training step (benchmarks/nasnet_step.py), and the CIFAR
 training data pipeline against torchvision's per-image one (benchmarks/data_pipeline.py). Every number is the median
 of several runs made in turns; images/s, peak memory (MiB) and the ratio ours / reference. Last, the share of this
-machine's matrix-multiply peak (fp32 matmul measured in the same run) that our GDAS NB201 step achieves.
+machine's matrix-multiply peak (fp32 matmul measured in the same run) that our GDAS NB201 step achieves. Where
+TensorFlow is installed, one more row (group `tf`): our GDAS NB201 search iteration against our TensorFlow one
+(`search_step.py --tensorflow`), the TensorFlow figures in the reference columns.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import statistics
@@ -69,19 +74,33 @@ def gdas_iteration_gflop(batch_size: int) -> float:
     return statistics.mean(totals)
 
 
-def nb201_rows(args) -> list[dict]:
+def _search_step(args, extra: list[str]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "search_step.json"
-        command = [sys.executable, str(HERE / "search_step.py"), "--device", args.device, "--json", str(out)]
+        command = [sys.executable, str(HERE / "search_step.py"), "--device", args.device, "--json", str(out), *extra]
         if args.repeats:
             command += ["--repeats", str(args.repeats)]
         subprocess.run(command, check=True, stdout=sys.stderr)
         data = json.loads(out.read_text())
+    return data["rows"] if isinstance(data, dict) else data
+
+
+def nb201_rows(args) -> list[dict]:
     rows = []
-    for row in data["rows"] if isinstance(data, dict) else data:
+    for row in _search_step(args, []):
         rows.append({"name": f"NB201 {row['algo']}", **{impl: {"images_per_s": row[impl]["images_per_s"],
                                                                 "peak_mib": row[impl]["peak_mib"]}
                                                          for impl in ("ours", "reference") if impl in row}})
+    return rows
+
+
+def tf_rows(args) -> list[dict]:
+    """Our GDAS NB201 iteration against our TensorFlow one; TensorFlow in the reference columns."""
+    rows = []
+    for row in _search_step(args, ["--tensorflow", "--algos", "GDAS"]):
+        rows.append({"name": f"NB201 {row['algo']} vs TensorFlow", "baseline": "xautodl.tf",
+                     **{key: {"images_per_s": row[impl]["images_per_s"], "peak_mib": row[impl]["peak_mib"]}
+                        for key, impl in (("ours", "ours"), ("reference", "tensorflow")) if impl in row}})
     return rows
 
 
@@ -140,12 +159,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per row (median shown)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--rows", default="nb201,nasnet,data",
-                        help="comma-separated groups of rows to measure: nb201, nasnet, data (default all)")
+    have_tf = importlib.util.find_spec("tensorflow") is not None
+    parser.add_argument("--rows", default="nb201,nasnet,data" + (",tf" if have_tf else ""),
+                        help="comma-separated groups of rows to measure: nb201, nasnet, data, tf (default all; tf "
+                             "where TensorFlow is installed)")
     args = parser.parse_args()
     groups = {group.strip() for group in args.rows.split(",") if group.strip()}
-    if not groups or groups - {"nb201", "nasnet", "data"}:
-        parser.error(f"--rows takes nb201, nasnet and/or data, got {args.rows!r}")
+    if not groups or groups - {"nb201", "nasnet", "data", "tf"}:
+        parser.error(f"--rows takes nb201, nasnet, data and/or tf, got {args.rows!r}")
+    if "tf" in groups and not have_tf:
+        parser.error("--rows tf needs TensorFlow: pip install -e '.[tf]'")
     device = torch.device(args.device)
     try:
         reference_site = ensure_reference(quiet=True)
@@ -155,7 +178,8 @@ def main() -> None:
     peak = matmul_peak_gflops(device)
     rows = ((nb201_rows(args) if "nb201" in groups else [])
             + (nasnet_rows(args, reference_site) if "nasnet" in groups and device.type == "cpu" else [])
-            + ([data_row(args)] if "data" in groups else []))
+            + ([data_row(args)] if "data" in groups else [])
+            + (tf_rows(args) if "tf" in groups else []))
     print(f"torch {torch.__version__} | device {device} | {torch.get_num_threads()} threads")
     print(format_table(rows))
     result = {"rows": rows, "matmul_peak_gflops": peak}

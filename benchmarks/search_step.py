@@ -4,6 +4,7 @@
     python benchmarks/search_step.py --device cuda --json out.json
     python benchmarks/search_step.py --algos GDAS --steps 10 --repeats 5 --threads 1
     python benchmarks/search_step.py --no_reference --profile --algos DARTS-V1   # where our step spends its time
+    python benchmarks/search_step.py --tensorflow --algos GDAS      # ours against our TensorFlow GDAS (xautodl.tf)
 
 One iteration = a weight step on a train batch (SGD nesterov, LR 0.025, momentum 0.9, wd 5e-4, gradient norm
 clipped to 5) followed by an architecture step on a valid batch (Adam 3e-4, betas (0.5, 0.999), wd 1e-3), on the
@@ -23,6 +24,12 @@ track_running_stats=True, 10 classes, 32x32 synthetic inputs (fixed seed), GDAS 
   (getrusage) and its growth during the iterations over the RSS once the model is built; on CUDA
   torch.cuda.max_memory_allocated and its growth over the memory allocated before the iterations.
   Logging (losses, accuracies) is left out on both sides.
+- `--tensorflow` puts our TensorFlow implementation (`xautodl.tf`, GDAS and DARTS-V1) in the second column instead
+  of the reference: built as `xautodl.commands.search_tf.run` builds it (initialised from the PyTorch supernet,
+  float32) and stepped through the same `weight_step` / `arch_step` the search loop calls (torch batches in, each
+  step's loss and logits back as torch tensors). TensorFlow gets `--threads` intra-op and inter-op threads; its
+  first (warm-up) iteration traces the two `tf.function` steps, so its "step MiB" includes the traced graphs. Its
+  CUDA memory is TensorFlow's own peak (`tf.config.experimental.get_memory_info`).
 - On a CPU that other processes keep busy, torch's threads wait for one another at every kernel and the figures
   swing wildly: the header reports how busy the CPUs were, and `--threads 1` gives steadier ratios there.
 """
@@ -100,6 +107,54 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
         algorithm.arch_step(train, valid)
 
     return iteration, sum(p.numel() for p in model.weights()), layout_channels_last
+
+
+# ----------------------------------------------------------------------------------- TensorFlow iteration
+TF_ALGORITHMS = ("GDAS", "DARTS-V1")
+
+
+def build_tensorflow(algo: str, device: torch.device, seed: int, channels_last: str = "off",
+                     threads: int = 1) -> tuple[Iteration, int, bool]:
+    """Our TensorFlow iteration (`xautodl.tf`), built like `xautodl.commands.search_tf.run`, the number of weights,
+    and False (TensorFlow computes in NHWC whatever the torch layout)."""
+    import_checked_xautodl()
+    import xautodl.tf  # noqa: F401  before TensorFlow (see xautodl/tf/__init__.py)
+    import tensorflow as tf
+    from xautodl.config_utils import load_config
+    from xautodl.search.algorithms import get_algorithm
+    from xautodl.spaces.nas201 import NB201Supernet
+    from xautodl.tf.nas201 import TFSupernet
+    from xautodl.tf.search import (GumbelNoise, TFSearch, TFSearchModel, TorchAdam, criterion_from_config,
+                                   sgd_from_config)
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    config = load_config(get_algorithm(algo).default_configs["nas-bench-201"])
+    tf_device = "/GPU:0" if device.type == "cuda" else "/CPU:0"
+    torch_net = NB201Supernet(C, N, NUM_CLASSES, None, ops=NB201_OPS, max_nodes=MAX_NODES, affine=False,
+                              track_running_stats=True)
+    with tf.device(tf_device):
+        net = TFSupernet(C, N, NUM_CLASSES, op_names=NB201_OPS, max_nodes=MAX_NODES, track=True)
+        net.load_state_dict(torch_net.state_dict())
+        model = TFSearchModel(net, GumbelNoise(TAU, seed) if algo == "GDAS" else None)
+        w_optimizer = sgd_from_config(config, model.weights())
+        a_optimizer = TorchAdam(model.alphas(), ARCH_ADAM["lr"], betas=ARCH_ADAM["betas"],
+                                weight_decay=ARCH_ADAM["weight_decay"])
+    _check_hyperparameters(w_optimizer, WEIGHT_SGD, f"our TensorFlow {algo}")
+    algorithm = TFSearch(model, criterion_from_config(config), w_optimizer, a_optimizer, grad_clip=GRAD_CLIP,
+                         device=tf_device)
+
+    def iteration(train: Batch, valid: Batch) -> None:
+        algorithm.weight_step(*train)
+        algorithm.arch_step(train, valid)
+
+    return iteration, sum(int(v.shape.num_elements()) for v in model.weights()), False
+
+
+def _tensorflow_gpu_peak_mib() -> float:
+    import tensorflow as tf
+
+    return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
 # ------------------------------------------------------------------------------------------ reference iteration
@@ -240,14 +295,22 @@ def serve(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    build = build_ours if args.worker == "ours" else build_reference
-    iteration, num_weights, channels_last = build(args.algos[0], device, args.seed, args.channels_last)
+    tensorflow = args.worker == "tensorflow"
+    if tensorflow:  # batches stay on the host: the TensorFlow steps receive them as the search loop hands them over
+        iteration, num_weights, channels_last = build_tensorflow(args.algos[0], device, args.seed,
+                                                                 threads=args.threads)
+        device = torch.device("cpu")
+    else:
+        build = build_ours if args.worker == "ours" else build_reference
+        iteration, num_weights, channels_last = build(args.algos[0], device, args.seed, args.channels_last)
+    memory_now = _tensorflow_gpu_peak_mib if tensorflow and args.device.startswith("cuda") else (
+        lambda: _memory_now(device))
     pairs = synthetic_pairs(2, args.batch_size, device, args.seed + 1, channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
-        before = _memory_now(device)
+        before = memory_now()
     _answer({"weights": num_weights})
     done = 0
     for line in sys.stdin:
@@ -265,7 +328,7 @@ def serve(args: argparse.Namespace) -> None:
             iteration(train, valid)
             _synchronize(device)
             times.append(time.perf_counter() - start)
-        peak = _memory_now(device)
+        peak = memory_now()
         _answer({"iteration_seconds": times, "peak_mib": peak, "step_mib": peak - before, "load_average": load})
 
 
@@ -384,33 +447,36 @@ def summarise(samples: dict[str, dict[str, list[dict]]]) -> list[dict]:
                 "steps_per_round": runs[0]["steps"],
                 "load_average": [round(run["load_average"], 2) for run in runs],
             }
-        if "reference" in row:
-            row["speed_ratio"] = row["ours"]["images_per_s"] / row["reference"]["images_per_s"]
-            row["step_memory_ratio"] = row["ours"]["step_mib"] / max(row["reference"]["step_mib"], 1e-9)
-            row["peak_memory_ratio"] = row["ours"]["peak_mib"] / row["reference"]["peak_mib"]
+        other = next((impl for impl in ("reference", "tensorflow") if impl in row), None)
+        if other:
+            row["speed_ratio"] = row["ours"]["images_per_s"] / row[other]["images_per_s"]
+            row["step_memory_ratio"] = row["ours"]["step_mib"] / max(row[other]["step_mib"], 1e-9)
+            row["peak_memory_ratio"] = row["ours"]["peak_mib"] / row[other]["peak_mib"]
         rows.append(row)
     return rows
 
 
-def format_table(rows: list[dict], memory_kind: str) -> str:
-    """The result table: throughput, memory growth during the iterations and the process peak, with ratios."""
+def format_table(rows: list[dict], memory_kind: str, other: str = "reference") -> str:
+    """The result table: throughput, memory growth during the iterations and the process peak, with ratios of ours
+    to the `other` column (the reference, or the TensorFlow implementation)."""
+    short = {"reference": "ref", "tensorflow": "tf"}[other]
     def cell(row: dict, impl: str, key: str, width: int, digits: int) -> str:
         return f"{row[impl][key]:{width}.{digits}f}" if impl in row else f"{'-':>{width}s}"
 
     def ratio(row: dict, key: str) -> str:
         return f"{row[key]:8.2f}x" if key in row else f"{'-':>9s}"
 
-    header = (f"{'algorithm':10s} | {'images/s ours':>13s} {'reference':>10s} {'ours/ref':>9s} | "
-              f"{'step MiB ours':>13s} {'reference':>10s} {'ours/ref':>9s} | "
-              f"{memory_kind + ' MiB ours':>17s} {'reference':>10s}")
+    header = (f"{'algorithm':10s} | {'images/s ours':>13s} {other:>10s} {'ours/' + short:>9s} | "
+              f"{'step MiB ours':>13s} {other:>10s} {'ours/' + short:>9s} | "
+              f"{memory_kind + ' MiB ours':>17s} {other:>10s}")
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
             f"{row['algo']:10s} | {cell(row, 'ours', 'images_per_s', 13, 2)} "
-            f"{cell(row, 'reference', 'images_per_s', 10, 2)} {ratio(row, 'speed_ratio')} | "
-            f"{cell(row, 'ours', 'step_mib', 13, 0)} {cell(row, 'reference', 'step_mib', 10, 0)} "
+            f"{cell(row, other, 'images_per_s', 10, 2)} {ratio(row, 'speed_ratio')} | "
+            f"{cell(row, 'ours', 'step_mib', 13, 0)} {cell(row, other, 'step_mib', 10, 0)} "
             f"{ratio(row, 'step_memory_ratio')} | {cell(row, 'ours', 'peak_mib', 17, 0)} "
-            f"{cell(row, 'reference', 'peak_mib', 10, 0)}")
+            f"{cell(row, other, 'peak_mib', 10, 0)}")
     return "\n".join(lines)
 
 
@@ -438,19 +504,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--channels_last", choices=("auto", "on", "off"), default="auto",
         help="our layout, as the entry points' flag: auto (default) = channels-last on CPU, not on CUDA")
     add("--profile", action="store_true", help="after the rounds, print a torch.profiler table per worker")
-    add("--worker", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    add("--tensorflow", action="store_true",
+        help="compare ours with our TensorFlow implementation (xautodl.tf; GDAS, DARTS-V1) instead of the reference")
+    add("--worker", choices=("ours", "reference", "tensorflow"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     on_cuda = args.device.startswith("cuda")
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     unknown = [a for a in args.algos if a not in ALGORITHMS]
     if unknown:
         parser.error(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+    if args.tensorflow and not args.worker:
+        args.algos = [a for a in args.algos if a in TF_ALGORITHMS] or parser.error(
+            f"--tensorflow compares {', '.join(TF_ALGORITHMS)} only")
     args.warmup = args.warmup if args.warmup is not None else (5 if on_cuda else 1)
     args.repeats = args.repeats if args.repeats is not None else (5 if on_cuda else 2)
     args.threads = args.threads or torch.get_num_threads()
     if on_cuda and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
     return args
+
+
+def _tensorflow_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("tensorflow")
+    except Exception:  # noqa: BLE001  (metadata missing: report nothing rather than fail after the measurement)
+        return None
 
 
 def busy_cpu_share(seconds: float = 1.0) -> float | None:
@@ -493,7 +573,9 @@ def main() -> None:
     busy = busy_cpu_share()
     print_header(args, device_name, load_before, busy)
     implementations = {"ours": REPO_ROOT}
-    if not args.no_reference:
+    if args.tensorflow:
+        implementations["tensorflow"] = REPO_ROOT
+    elif not args.no_reference:
         try:
             implementations["reference"] = ensure_reference()
         except ReferenceUnavailable as error:
@@ -502,7 +584,7 @@ def main() -> None:
     rows = summarise({algo: measure_algorithm(algo, args, implementations) for algo in args.algos})
     memory_kind = "CUDA peak" if args.device.startswith("cuda") else "peak RSS"
     load_after = os.getloadavg()[0]
-    print(format_table(rows, memory_kind))
+    print(format_table(rows, memory_kind, "tensorflow" if args.tensorflow else "reference"))
     print(f"images/s = search pairs per second (each iteration: one train and one valid batch). step MiB = memory "
           f"growth over the built model during the iterations. Load average after: {load_after:.2f}; "
           f"{time.perf_counter() - started:.0f} s.")
@@ -517,7 +599,8 @@ def main() -> None:
                   "warmup": args.warmup, "repeats": args.repeats, "channels_last": args.channels_last,
                   "steps": {algo: timed_steps(args, algo) for algo in args.algos}, "memory": memory_kind,
                   "load_average_before": load_before, "busy_cpu_share_before": busy,
-                  "load_average_after": load_after, "rows": rows}
+                  "load_average_after": load_after, "rows": rows,
+                  "tensorflow": _tensorflow_version() if args.tensorflow else None}
         args.json.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.json}")
 

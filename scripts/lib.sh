@@ -7,9 +7,9 @@
 XAUTODL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$XAUTODL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# ensure_venv: create (or reuse) the project's virtual environment and install xautodl (with its test extra) into
-# it. Sets PY to its interpreter. The environment lives outside the clone (default
-# ~/.cache/xautodl/venv, override with XAUTODL_VENV) so a fresh clone reuses the 5 GB torch install.
+# ensure_venv: create (or reuse) the project's virtual environment and install xautodl (with its test and tf
+# extras, so the TensorFlow tests run) into it. Sets PY to its interpreter. The environment lives outside the clone
+# (default ~/.cache/xautodl/venv, override with XAUTODL_VENV) so a fresh clone reuses the 5 GB torch install.
 ensure_venv() {
   local venv="${XAUTODL_VENV:-$HOME/.cache/xautodl/venv}"
   if [ ! -x "$venv/bin/python" ]; then
@@ -27,7 +27,7 @@ ensure_venv() {
   local stamp="$venv/.xautodl-install-stamp" want
   want="$XAUTODL_ROOT $(cksum < "$XAUTODL_ROOT/setup.py")"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    "$PY" -m pip install -q -e "$XAUTODL_ROOT[test]"
+    "$PY" -m pip install -q -e "$XAUTODL_ROOT[test,tf]"
     echo "$want" > "$stamp"
   fi
 }

@@ -35,6 +35,9 @@ from ..search.loop import SearchLoop, SearchRun
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
 
 
+# Adam's betas of the architecture step (the original's; its LR and weight decay are flags).
+ARCH_BETAS = (0.5, 0.999)
+
 # Flags that size the NAS-Bench-201 supernet (the NASNet one takes its size from --model_config), with the attribute
 # of the space's `build_supernet` each one sets.
 NB201_SIZE_FLAGS = {"channel": "C", "num_cells": "N", "max_nodes": "max_nodes"}
@@ -77,8 +80,12 @@ def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Na
     The space is `--search_space_name`, else NASNet when `--model_config` is given, else NAS-Bench-201. Flags that
     do not apply to that space are refused (never silently ignored).
     """
+    return resolve_args(algorithm, build_parser(algorithm).parse_args(argv))
+
+
+def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace:
+    """Parsed arguments with the space resolved and the defaults of `algorithm` filled in (see `parse_args`)."""
     spec = get_algorithm(algorithm)
-    args = build_parser(algorithm).parse_args(argv)
     space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
     args.search_space_name = space
     if space == "nasnet":
@@ -160,7 +167,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     channels_last = use_channels_last(args.channels_last, device)
     model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device), channels_last)
     w_optimizer = build_optimizer(config, model.weights())
-    a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
+    a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=ARCH_BETAS,
                                    weight_decay=args.arch_weight_decay)
     algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
                            amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import types
 import time
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -131,9 +131,9 @@ def _summary_writer_class() -> type:
     """torch's SummaryWriter, imported on first use (TensorBoard's import is slow and only runs that log scalars
     need it) and kept away from TensorFlow: TensorBoard imports TensorFlow when it is installed (the `tf` extra),
     which costs seconds and GPU memory in a PyTorch run. Its `tensorboard.compat.notf` marker module, which
-    TensorBoard's own TensorFlow-free build ships, makes it use its built-in stub instead."""
-    if "tensorflow" not in sys.modules:
-        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    TensorBoard's own TensorFlow-free build ships, makes it use its built-in stub instead (the TensorFlow search
+    writes its events the same way)."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter
