@@ -17,7 +17,6 @@ per edge, straight-through gradient, tau annealed 10 -> 0.1) is the search entry
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
