@@ -44,7 +44,7 @@ def test_the_table_names_the_winner_its_margin_and_the_noise():
 
 @pytest.mark.slow
 def test_the_demo_runs_end_to_end_and_writes_its_results(tmp_path, capsys):
-    result = demo.run(["--search_epochs", "2", "--train_epochs", "1", "--channel", "4", "--num_cells", "1",
+    result = demo.run(["--search_epochs", "2", "--train_epochs", "1", "--search_channel", "4", "--channel", "4", "--num_cells", "1",
                        "--random_cells", "2", "--train_seeds", "2", "--device", "cpu", "--save_dir", str(tmp_path)])
     out = capsys.readouterr().out
     names = [row["name"] for row in result["rows"]]
@@ -56,6 +56,6 @@ def test_the_demo_runs_end_to_end_and_writes_its_results(tmp_path, capsys):
     assert written["found"] == result["found"] and len(written["search"]["final_alphas"]) == 6
     log = (tmp_path / "search" / "seed-1-log.txt").read_text()
     assert log.count(" edges: ") == 2, "the search logs each edge's most probable op every epoch"
-    again = demo.run(["--search_epochs", "2", "--train_epochs", "1", "--channel", "4", "--num_cells", "1",
+    again = demo.run(["--search_epochs", "2", "--train_epochs", "1", "--search_channel", "4", "--channel", "4", "--num_cells", "1",
                       "--random_cells", "2", "--train_seeds", "2", "--device", "cpu", "--save_dir", str(tmp_path)])
     assert again["rows"] == result["rows"], "a re-run reads the finished search and trainings back"
