@@ -7,6 +7,7 @@ complete file. Reading never unpickles arbitrary objects: a checkpoint from else
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -15,7 +16,7 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -26,8 +27,10 @@ CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema_version"
 PREVIOUS_SUFFIX = ".prev"
 DAMAGED_SUFFIX = ".damaged"
-# How torch's weights-only unpickler names a class or function it will not import.
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# How torch's weights-only unpickler names a class or function it will not import: "Unsupported global: GLOBAL
+# x.Y was not an allowed global" for an unlisted class, "Trying to load unsupported GLOBAL posix.system whose module
+# posix is blocked" for a blocked module (torch 2.6+).
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
 _LEAF_TYPES = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.device)
 _CONTAINER_TYPES = (dict, OrderedDict, list, tuple, torch.Size)
@@ -35,6 +38,11 @@ _CONTAINER_TYPES = (dict, OrderedDict, list, tuple, torch.Size)
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that can only be read by unpickling arbitrary objects, which could run code."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """A readable checkpoint of another kind of run or another run's settings: its `.prev` is that run's too, so it
+    is never a reason to fall back to it."""
 
 
 class SupportsLog(Protocol):
@@ -72,11 +80,34 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
             raise
         fsync_folder(target.parent)
     except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise CheckpointError(
+                f"cannot write checkpoint {target}: no space left on the device ({_free_mib(target.parent)} MiB free "
+                f"in {target.parent}; the checkpoint needs about {_tensor_bytes(payload) / 2**20:.1f} MiB); free some space and re-run: the previous checkpoint is kept"
+            ) from None
         raise CheckpointError(
             f"cannot write checkpoint {target}: {err.strerror or err}; check that {target.parent} is writable "
             "and the disk is not full"
-        ) from err
+        ) from None
     return target
+
+
+def _free_mib(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f}"
+    except OSError:
+        return "?"
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a plain-data state (what dominates its file size)."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -114,20 +145,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return state
 
 
-def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None = None) -> dict[str, Any] | None:
+def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None = None,
+                           check: Callable[[Path, dict], None] | None = None) -> dict[str, Any] | None:
     """The state to resume from: `path`, else `<path>.prev` when `path` is missing or damaged, else None.
 
+    `check(file, state)` judges a loaded state: a CheckpointError from it makes the file unusable like damaged
+    bytes do (e.g. fields this tool never writes); an UnsafeCheckpointError or ForeignCheckpointError stops at once.
     None means neither file exists, so the run starts from scratch. When files exist but none loads this raises
     CheckpointError: starting over would overwrite earlier results without anyone noticing.
     """
     main, previous = Path(path), previous_path(path)
     if not main.exists() and not previous.exists():
         return None
+
+    def load(file: Path) -> dict[str, Any]:
+        state = load_checkpoint(file)
+        if check is not None:
+            check(file, state)
+        return state
+
     main_problem = "it does not exist"
     if main.exists():
         try:
-            return load_checkpoint(main)
-        except UnsafeCheckpointError:
+            return load(main)
+        except (UnsafeCheckpointError, ForeignCheckpointError):
             raise
         except CheckpointError as err:
             main_problem = str(err)
@@ -137,7 +178,9 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"{main} to start this run from scratch."
         )
     try:
-        state = load_checkpoint(previous)
+        state = load(previous)
+    except (UnsafeCheckpointError, ForeignCheckpointError):
+        raise
     except CheckpointError as err:
         raise CheckpointError(
             f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError, TrainingError
-from .checkpoint import load_resume_checkpoint, previous_path, save_checkpoint
+from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
 from .logger import RunLogger
 from .seeding import capture_rng_state, restore_rng_state
 
@@ -133,10 +133,9 @@ class EpochLoop:
 
     def resume(self) -> bool:
         """Load the last complete epoch's checkpoint if there is one; True when resumed."""
-        state = load_resume_checkpoint(self.last_path, logger=self.logger)
+        state = load_resume_checkpoint(self.last_path, logger=self.logger, check=self._check_resumable)
         if state is None:
             return False
-        self._check_same_run(state)
         done = int(state["epoch"]) + 1
         if done > self.total_epochs:
             raise CheckpointError(f"{self.last_path} already holds {done} epochs, more than the {self.total_epochs} "
@@ -153,16 +152,55 @@ class EpochLoop:
         self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
         return True
 
+    def _check_resumable(self, file: Path, state: dict) -> None:
+        """ForeignCheckpointError for another run's checkpoint; CheckpointError for fields this tool never writes
+        (a tampered or foreign file: the caller then tries `.prev`)."""
+        self._check_same_run(state)
+        problem = self._unwritten_fields(state)
+        if problem:
+            raise CheckpointError(f"checkpoint {file} is not one this tool wrote ({problem})")
+
+    def _unwritten_fields(self, state: dict) -> str | None:
+        """What in `state` no `state_dict` of this skeleton writes, or None."""
+        epoch, total = state.get("epoch"), state.get("total_epochs", self.total_epochs)
+        if type(epoch) is not int or epoch < 0:
+            return f"its epoch is {epoch!r}, not an epoch number"
+        if type(total) is not int or epoch >= total:
+            return f"its epoch {epoch + 1} lies beyond its total of {total!r} epochs"
+        if "finished" in state and state["finished"] is not (epoch + 1 >= total):
+            return f"it says finished={state['finished']!r} after epoch {epoch + 1} of {total}"
+        history = state.get("history")
+        if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+            return f"its history is {type(history).__name__} {str(history)[:60]}, not a list of epoch entries"
+        if state.get("schema") == SCHEMA_VERSION and len(history) != epoch + 1:
+            return f"its history holds {len(history)} epochs, its epoch counter {epoch + 1}"
+        for key in ("best", "rng"):
+            if not isinstance(state.get(key), dict):
+                return f"its {key} is {type(state.get(key)).__name__}, not a dict"
+        model = self.stateful().get("model")
+        stored = state.get("model")
+        if model is not None:
+            if not isinstance(stored, dict):
+                return f"its model is {type(stored).__name__}, not a state dict"
+            own = model.state_dict()
+            for name, tensor in stored.items():
+                if not isinstance(tensor, torch.Tensor):
+                    return f"its model entry {name} is {type(tensor).__name__}, not a tensor"
+                if name in own and tensor.shape != own[name].shape:
+                    return (f"its {name} has shape {list(tensor.shape)} where the network this run's settings build "
+                            f"has {list(own[name].shape)}")
+        return None
+
     def _check_same_run(self, state: dict) -> None:
         if state.get("kind") != self.kind:
-            raise CheckpointError(f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; "
+            raise ForeignCheckpointError(f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; "
                                   f"use another output directory (--save_dir) or move the file away")
         stored = {**state.get("meta", {}), **state}  # schema 1 kept a training run's identity under "meta"
         differing = sorted(key for key, value in self.identity.items() if key in stored and stored[key] != value)
         if differing:
             found = ", ".join(f"{key}={stored[key]}" for key in differing)
             wanted = ", ".join(f"{key}={self.identity[key]}" for key in differing)
-            raise CheckpointError(f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); "
+            raise ForeignCheckpointError(f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); "
                                   f"use another output directory (--save_dir) or move the file away")
 
     def _load_model(self, model: torch.nn.Module, model_state: dict) -> None:
@@ -207,11 +245,12 @@ class EpochLoop:
                                 f"{self._good_checkpoint()}. Try a smaller learning rate.")
 
     def _good_checkpoint(self) -> str:
-        """Where a re-run resumes from: the last complete epoch's checkpoint, or none yet."""
-        if self.history:
-            return (f"the last good checkpoint, {self.last_path} (epoch {len(self.history)}), is kept and a re-run "
-                    f"resumes from it")
-        return "there is no good checkpoint yet (this was the run's first epoch)"
+        """Where a re-run resumes from: the last complete epoch's checkpoint (`.prev` when this run resumed from it
+        and the last one was moved aside as damaged), or none yet."""
+        kept = next((path for path in (self.last_path, previous_path(self.last_path)) if path.is_file()), None)
+        if self.history and kept is not None:
+            return f"the last good checkpoint, {kept} (epoch {len(self.history)}), is kept and a re-run resumes from it"
+        return "there is no good checkpoint yet" + ("" if self.history else " (this was the run's first epoch)")
 
     def fit(self) -> list[dict]:
         """Resume, then run, record and checkpoint the remaining epochs; returns the history."""

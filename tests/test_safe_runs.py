@@ -1,0 +1,164 @@
+"""Runs that cannot be corrupted: tampered checkpoints, full disks, settings changed between runs, two runs on one
+folder, stale temporaries, signals. Each failing case ends in one `error: ...` line, a non-zero exit status, no
+traceback, and the run folder as it was (a log line at most)."""
+from __future__ import annotations
+
+import errno
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xautodl.commands import search as cli
+from xautodl.runtime import checkpoint as checkpoint_module
+from xautodl.runtime import load_checkpoint, previous_path
+
+SEED = 5
+TINY_SEARCH = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
+               "--device", "cpu", "--quiet", "--no_benchmark", "--rand_seed", str(SEED)]
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoint" / f"seed-{SEED}-basic.pth"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` but the log, by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith("-log.txt")}
+
+
+def run_search(monkeypatch, capsys, argv: list[str], algorithm: str = "GDAS") -> tuple[int, str]:
+    """The search entry point's main() with `argv`; (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", [f"{algorithm}.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(algorithm)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory) -> Path:
+    """A finished 2-epoch tiny search (its last checkpoint and the `.prev` of epoch 1)."""
+    run_dir = tmp_path_factory.mktemp("searched") / "run"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cli.run("GDAS", [*TINY_SEARCH, "--epochs", "2", "--save_dir", str(run_dir)])
+    finally:
+        torch.set_num_threads(previous)
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(two_epoch_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(two_epoch_run, copy)
+    return copy
+
+
+# --------------------------------------------------------------------------------------- tampered checkpoints
+def _wrong_shape(state: dict) -> str:
+    name = next(key for key, value in state["model"].items() if value.dim() == 4)
+    state["model"][name] = torch.zeros(3, 3, 3, 3)
+    return f"its {name} has shape [3, 3, 3, 3] where the network this run's settings build has"
+
+
+TAMPERS = {
+    "tensor of the wrong shape": _wrong_shape,
+    "negative epoch": lambda state: state.update(epoch=-3) or "its epoch is -3, not an epoch number",
+    "string epoch": lambda state: state.update(epoch="1") or "its epoch is '1', not an epoch number",
+    "history not a list": lambda state: state.update(history={"a": 1}) or "its history is dict",
+    "epoch beyond the total": lambda state: state.update(epoch=7) or "its epoch 8 lies beyond its total of 2 epochs",
+    "epoch ahead of its history": lambda state: state.update(history=state["history"][:1])
+    or "its history holds 1 epochs, its epoch counter 2",
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+def test_tampered_checkpoint_without_prev_is_one_line_and_changes_nothing(run_copy, monkeypatch, capsys, tamper,
+                                                                          one_thread):
+    last = last_checkpoint(run_copy)
+    previous_path(last).unlink()
+    state = load_checkpoint(last)
+    phrase = TAMPERS[tamper](state)
+    torch.save(state, last)  # still plain data: only its fields are wrong
+    before = snapshot(run_copy)
+
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "2", "--save_dir", str(run_copy)])
+    line = one_error_line(err)
+    assert code == 1
+    assert line.startswith(f"error: cannot resume: checkpoint {last} is not one this tool wrote ("), line
+    assert phrase in line, (phrase, line)
+    assert f"there is no previous checkpoint {previous_path(last)}" in line
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("tamper", ["negative epoch", "tensor of the wrong shape"])
+def test_tampered_checkpoint_falls_back_to_prev(run_copy, monkeypatch, capsys, tamper, one_thread):
+    last = last_checkpoint(run_copy)
+    state = load_checkpoint(last)
+    TAMPERS[tamper](state)
+    torch.save(state, last)
+
+    summary = cli.run("GDAS", [*TINY_SEARCH, "--epochs", "2", "--save_dir", str(run_copy)])
+    log = (run_copy / f"seed-{SEED}-log.txt").read_text()
+    assert f"warning: checkpoint {last} is unusable (checkpoint {last} is not one this tool wrote (" in log
+    assert f"resuming from the previous one, {previous_path(last)}" in log
+    assert f"resumed from {last} after epoch 1" in log
+    assert summary["epochs_done"] == 2 and load_checkpoint(last)["epoch"] == 1
+
+
+def test_unsafe_checkpoint_is_reported_unsafe_with_this_torchs_wording(tmp_path, run_copy, monkeypatch, capsys):
+    """torch 2.6+ words a blocked module as "unsupported GLOBAL posix.system whose module posix is blocked"."""
+    import os
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    last = last_checkpoint(run_copy)
+    state = load_checkpoint(last)
+    state["history"][0]["genotype"] = Payload()
+    torch.save(state, last)
+    before = snapshot(run_copy)
+
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "2", "--save_dir", str(run_copy)])
+    line = one_error_line(err)
+    assert code == 1
+    assert line.startswith(f"error: refusing to load checkpoint {last}: it stores Python objects (posix.system)")
+    assert "truncated or corrupt" not in line
+    assert not marker.exists()
+    assert snapshot(run_copy) == before
+
+
+# ------------------------------------------------------------------------------------------------ disk full
+def test_disk_full_while_writing_a_checkpoint_names_the_file_and_keeps_the_previous(run_copy, monkeypatch, capsys,
+                                                                                  one_thread):
+    last = last_checkpoint(run_copy)
+    kept = last.read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, handle, *args, **kwargs):
+        real_save(obj, handle, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy)])
+    line = one_error_line(err)
+    assert code == 1
+    assert f"cannot write checkpoint {run_copy / 'checkpoint' / f'seed-{SEED}-best.pth'}" in line or \
+        f"cannot write checkpoint {last}" in line, line
+    assert "no space left on the device" in line and "MiB free" in line and "needs about" in line
+    assert last.read_bytes() == kept and load_checkpoint(last)["epoch"] == 1
+    assert not list(last.parent.glob(".*.tmp")), "the half-written temporary was removed"
