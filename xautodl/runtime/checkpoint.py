@@ -83,7 +83,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
         if err.errno == errno.ENOSPC:
             raise CheckpointError(
                 f"cannot write checkpoint {target}: no space left on the device ({_free_mib(target.parent)} MiB free "
-                f"in {target.parent}; the checkpoint needs about {_tensor_bytes(payload) / 2**20:.1f} MiB); free some space and re-run: the previous checkpoint is kept"
+                f"in {target.parent}; the checkpoint needs about {_tensor_bytes(payload) / 2**20:.1f} MiB); free "
+                "some space and re-run: the previous checkpoint is kept"
             ) from None
         raise CheckpointError(
             f"cannot write checkpoint {target}: {err.strerror or err}; check that {target.parent} is writable "
