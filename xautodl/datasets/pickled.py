@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xautodl.datasets.roots import locate
+from xautodl.datasets.roots import locate, unreadable_message
 from xautodl.datasets.tensors import ImageTensors
 from xautodl.errors import DataError
 
@@ -104,8 +104,10 @@ def read_pickle(path: Path) -> dict:
             f"data file {path} is corrupt or not a dataset pickle (refusing to load {exc}: data files may only hold "
             "arrays); replace it with a fresh copy"
         ) from exc
+    except PermissionError:
+        raise DataError(unreadable_message(path)) from None
     except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc}") from exc
+        raise DataError(f"cannot read data file {path}: {exc.strerror or exc}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise DataError(
             f"data file {path} is corrupt or not a dataset pickle ({exc}); replace it with a fresh copy"

@@ -82,8 +82,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise CheckpointError(
-                f"cannot write checkpoint {target}: no space left on the device ({_free_mib(target.parent)} MiB free "
-                f"in {target.parent}; the checkpoint needs about {_tensor_bytes(payload) / 2**20:.1f} MiB); free "
+                f"cannot write checkpoint {target}: no space left on the device ({_free_space(target.parent)} free "
+                f"in {target.parent}; the checkpoint needs about {_size(_tensor_bytes(payload))}); free "
                 "some space and re-run: the previous checkpoint is kept"
             ) from None
         raise CheckpointError(
@@ -93,11 +93,15 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return target
 
 
-def _free_mib(folder: Path) -> str:
+def _free_space(folder: Path) -> str:
     try:
-        return f"{shutil.disk_usage(folder).free / 2**20:.1f}"
+        return _size(shutil.disk_usage(folder).free)
     except OSError:
-        return "?"
+        return "unknown space"
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{max(1, round(count / 2**10))} KiB"
 
 
 def _tensor_bytes(value: Any) -> int:
