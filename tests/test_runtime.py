@@ -577,3 +577,15 @@ def test_every_flag_of_every_entry_point_has_a_description_and_shows_its_default
         if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help:
             shown = "".join(f"(default: {action.default})".split())
             assert "default" in action.help.lower() or shown in text, (name, action.dest)
+
+
+def test_a_checkpoint_writer_never_removes_another_live_writers_temporary(tmp_path):
+    import socket
+
+    path = tmp_path / "ck.pth"
+    live = tmp_path / f".{path.name}~{socket.gethostname()}~{os.getppid()}~inflight.tmp"
+    live.write_bytes(b"another writer is filling this")
+    save_checkpoint(path, {"epoch": 1})
+    save_checkpoint(path, {"epoch": 2})
+    assert live.read_bytes() == b"another writer is filling this"
+    assert load_checkpoint(path)["epoch"] == 2

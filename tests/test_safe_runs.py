@@ -244,3 +244,87 @@ def test_decompression_bomb_in_an_image_folder(tmp_path, monkeypatch, capsys, ov
     assert code == 1
     assert line.startswith(f"error: image {bomb} has more pixels than PIL's decompression-bomb limit"), line
     assert "remove it, or shrink it" in line
+
+
+# ------------------------------------------------------------------------------------------ one run per folder
+HOLDER = """
+import sys, time
+from xautodl.commands import search
+from xautodl.search.loop import SearchLoop
+def hold(self, epoch):
+    print("holding", flush=True)
+    time.sleep(600)
+SearchLoop.run_epoch = hold
+search.run("GDAS", sys.argv[1:])
+"""
+
+
+def start_holder(argv: list[str]):
+    """A search process that takes the run and then blocks in its first epoch."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, *argv], stdout=subprocess.PIPE, text=True, env=env)
+    for line in holder.stdout:
+        if line.strip() == "holding":
+            return holder
+    holder.wait(timeout=30)
+    pytest.fail(f"the holder exited with {holder.returncode} before taking the run")
+
+
+def test_a_second_run_on_the_same_folder_stops_at_once_and_a_killed_holder_leaves_no_lock(run_copy, monkeypatch,
+                                                                                         capsys, one_thread):
+    import signal
+
+    argv = [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy)]
+    holder = start_holder(argv)
+    try:
+        before = snapshot(run_copy)
+        log = run_copy / f"seed-{SEED}-log.txt"
+        log_before = log.read_bytes()
+        code, err = run_search(monkeypatch, capsys, argv)
+        line = one_error_line(err)
+        assert code == 1
+        assert line.startswith(f"error: {run_copy} is in use: another process (PID {holder.pid} on "), line
+        assert "wait for it to end or stop it, or pass another --save_dir or seed" in line
+        assert snapshot(run_copy) == before
+        assert log.read_bytes() == log_before, "the refused run logged nothing"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    # SIGKILL releases the lock with the process: the same command now runs.
+    summary = cli.run("GDAS", argv)
+    assert summary["epochs_done"] == 3
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def test_temporaries_of_dead_writers_are_removed_at_start_and_a_live_writers_never(run_copy, monkeypatch, capsys,
+                                                                                   one_thread):
+    import os
+    import socket
+
+    from xautodl.runtime.serialization import temporary_prefix
+
+    host = socket.gethostname()
+    last = last_checkpoint(run_copy)
+    summary = run_copy / f"seed-{SEED}-summary.json"
+    dead = [last.parent / f".{last.name}~{host}~{_dead_pid()}~abc.tmp",
+            run_copy / f".{summary.name}~{host}~{_dead_pid()}~def.tmp"]
+    live = [last.parent / f"{temporary_prefix(last)}live.tmp".replace(f"~{os.getpid()}~", f"~{os.getppid()}~"),
+            last.parent / f".{last.name}~other-host~{_dead_pid()}~ghi.tmp"]  # another machine's: not ours to judge
+    for path in dead + live:
+        path.write_bytes(b"half a checkpoint")
+
+    cli.run("GDAS", [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy)])
+    assert [path.exists() for path in dead] == [False, False]
+    assert [path.exists() for path in live] == [True, True]

@@ -11,8 +11,8 @@ import errno
 import os
 import pickle
 import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +21,13 @@ from typing import Any, Callable, Protocol
 import torch
 
 from xautodl.errors import CheckpointError
-from xautodl.runtime.serialization import fsync_folder, give_default_mode
+from xautodl.runtime.serialization import (
+    fsync_folder,
+    give_default_mode,
+    make_temporary,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 
 CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema_version"
@@ -69,7 +75,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(target)
+        remove_stale_temporaries(target.parent, (target.name, previous_path(target).name))
         tmp = _write_verified_temporary(target, payload)
         try:
             if target.exists():
@@ -243,8 +249,7 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(name)
+    fd, tmp = make_temporary(target)
     try:
         give_default_mode(fd)
         with os.fdopen(fd, "wb") as handle:
@@ -262,18 +267,13 @@ def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
 def _keep_as_previous(target: Path) -> None:
     """Make `<target>.prev` a copy of `target` without a moment where `target` is missing."""
     previous = previous_path(target)
-    staging = target.with_name(f".{previous.name}.{os.getpid()}.tmp")
-    staging.unlink(missing_ok=True)
+    staging = target.with_name(f"{temporary_prefix(previous)}{secrets.token_hex(4)}.tmp")
     try:
         os.link(target, staging)
     except OSError:
         # Filesystems without hard links get a copy; slower, same guarantee.
         shutil.copyfile(target, staging)
     os.replace(staging, previous)
-
-
-def _remove_stale_temporaries(target: Path) -> None:
-    """Delete temporary files left by writers of this checkpoint that were killed mid-write."""
-    for pattern in (f".{target.name}.*.tmp", f".{previous_path(target).name}.*.tmp"):
-        for leftover in target.parent.glob(pattern):
-            leftover.unlink(missing_ok=True)
+    # rename() does nothing when both names already link the same file (`.prev` kept by a write that was killed
+    # right after), which would leave the staging name behind.
+    staging.unlink(missing_ok=True)

@@ -9,7 +9,9 @@ its `best_key` is the score maximised, e.g. the valid accuracy). The skeleton ow
   `total_epochs`, `finished`, one entry per stateful object, `rng`, `history`, `best`, plus the loop's `extra_state`;
 - resume from the last complete epoch (`<last>.prev` when the last is damaged), refusing a checkpoint of another
   kind or identity with a message saying what differs;
-- the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar.
+- the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar;
+- one process per run: the loop holds an OS lock on `<last>.lock` from its construction to the end of `fit()`
+  (see `runtime.runlock`); a second process on the same run stops at once, before it logs or writes anything.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, TrainingError
 from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
+from .distributed import broadcast_object
 from .logger import RunLogger
+from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
@@ -88,6 +92,20 @@ class EpochLoop:
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, self.best_key: -1.0}
         self.start_epoch = 0
+        self._lock = self._take_run_lock()
+
+    def _take_run_lock(self) -> Path | None:
+        """The main process locks the run; every process stops with the same line when another process holds it."""
+        lock, refusal = None, None
+        if self.is_main:
+            try:
+                lock = hold_run_lock(lock_path(self.last_path), self.last_path.parent.parent)
+            except RunBusyError as error:
+                refusal = str(error)
+        refusal = broadcast_object(refusal)
+        if refusal is not None:
+            raise RunBusyError(refusal)
+        return lock
 
     # ------------------------------------------------------------------------------------ what a loop supplies
     def stateful(self) -> dict[str, Any]:
@@ -253,7 +271,15 @@ class EpochLoop:
         return "there is no good checkpoint yet" + ("" if self.history else " (this was the run's first epoch)")
 
     def fit(self) -> list[dict]:
-        """Resume, then run, record and checkpoint the remaining epochs; returns the history."""
+        """Resume, then run, record and checkpoint the remaining epochs; returns the history. The run's lock is
+        given back at the end, however `fit` ends."""
+        try:
+            return self._fit()
+        finally:
+            if self._lock is not None:
+                release_run_lock(self._lock)
+
+    def _fit(self) -> list[dict]:
         self.resume()
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
