@@ -328,3 +328,53 @@ def test_temporaries_of_dead_writers_are_removed_at_start_and_a_live_writers_nev
     cli.run("GDAS", [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy)])
     assert [path.exists() for path in dead] == [False, False]
     assert [path.exists() for path in live] == [True, True]
+
+
+# ----------------------------------------------------------------------------------- settings-safe resume
+def _config_with_lr(tmp_path: Path, lr: str) -> Path:
+    import json
+
+    from conftest import REPO
+
+    config = json.loads((REPO / "xautodl/configs/nas-benchmark/algos/GDAS.config").read_text())
+    config["LR"][1] = lr
+    path = tmp_path / f"lr-{lr}.config"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("change, named", [
+    (["--arch_learning_rate", "0.001"], "a_optimizer.lr 0.0003 (checkpoint) vs 0.001 (this command)"),
+    (["--arch_weight_decay", "0.01"], "a_optimizer.weight_decay 0.001 (checkpoint) vs 0.01 (this command)"),
+    (["--tau_max", "5", "--tau_min", "0.5"], "tau_max 10.0 (checkpoint) vs 5.0 (this command); tau_min 0.1 "
+                                             "(checkpoint) vs 0.5 (this command)"),
+    (["--config_path", "LR=0.05"], "w_optimizer.lr 0.025 (checkpoint) vs 0.05 (this command)"),
+])
+def test_a_rerun_with_other_optimisation_settings_is_refused_naming_them(run_copy, tmp_path, monkeypatch, capsys,
+                                                                       change, named):
+    if change[0] == "--config_path":
+        change = ["--config_path", str(_config_with_lr(tmp_path, "0.05"))]
+    before = snapshot(run_copy)
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy),
+                                                 *change])
+    line = one_error_line(err)
+    assert code == 1
+    assert line.startswith(f"error: {last_checkpoint(run_copy)} was trained with other settings: {named}; "), line
+    assert line.endswith("or --resume_with_new_settings to continue this one with the new settings (the change is "
+                         "recorded in its history)")
+    assert snapshot(run_copy) == before
+
+
+def test_resume_with_new_settings_continues_with_them_and_records_the_change(run_copy, one_thread):
+    argv = [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy), "--arch_learning_rate", "0.001",
+            "--resume_with_new_settings"]
+    summary = cli.run("GDAS", argv)
+    assert [entry.get("settings_changed") for entry in summary["history"]] == [
+        None, None, {"a_optimizer.lr": [0.0003, 0.001]}]
+    state = load_checkpoint(last_checkpoint(run_copy))
+    assert state["a_optimizer"]["param_groups"][0]["lr"] == 0.001 and state["settings"]["a_optimizer.lr"] == 0.001
+    log = (run_copy / f"seed-{SEED}-log.txt").read_text()
+    assert "continuing with new settings (--resume_with_new_settings): a_optimizer.lr 0.0003 -> 0.001" in log
+    # The run now holds the new settings: a plain re-run with them finds it finished, without the flag.
+    again = cli.run("GDAS", argv[:-1])
+    assert again["epochs_done"] == 3

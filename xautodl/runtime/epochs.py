@@ -26,12 +26,16 @@ from tqdm import tqdm
 from ..errors import CheckpointError, TrainingError
 from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
 from .distributed import broadcast_object
+from .flags import resume_with_new_settings
 from .logger import RunLogger
 from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
 CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
+# Optimizer entries that choose an implementation, not the optimisation; "lr" follows the schedule (its start,
+# "initial_lr", is compared instead when the run has a schedule).
+_IMPLEMENTATION_KEYS = frozenset({"params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,19 @@ def move_old_checkpoint(old: Path, new: Path) -> None:
             source.rename(target)
 
 
+def optimizer_settings(key: str, param_groups: list[dict]) -> dict[str, Any]:
+    """The hyperparameters of an optimizer's param groups as flat settings: `<key>.<name>` (`<key>[i].<name>` with
+    several groups); the start LR (`initial_lr`, set by the schedule) stands for the LR."""
+    settings = {}
+    for index, group in enumerate(param_groups):
+        owner = key if len(param_groups) == 1 else f"{key}[{index}]"
+        settings[f"{owner}.lr"] = group.get("initial_lr", group.get("lr"))
+        for name, value in group.items():
+            if name not in _IMPLEMENTATION_KEYS:
+                settings[f"{owner}.{name}"] = list(value) if isinstance(value, tuple) else value
+    return settings
+
+
 def steps_per_epoch(loader: Any, limit_batches: int = 0) -> int:
     """The steps an epoch takes: the loader's length, or `limit_batches` when that is positive and smaller."""
     steps = len(loader)
@@ -92,6 +109,7 @@ class EpochLoop:
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, self.best_key: -1.0}
         self.start_epoch = 0
+        self.settings_change: dict[str, list] = {}  # name -> [checkpoint's value, this command's], on resume
         self._lock = self._take_run_lock()
 
     def _take_run_lock(self) -> Path | None:
@@ -146,8 +164,34 @@ class EpochLoop:
             "rng": capture_rng_state(),
             "history": self.history,
             "best": self.best,
+            "settings": self.run_settings(),
             **self.extra_state(),
         }
+
+    def run_settings(self) -> dict[str, Any]:
+        """The optimisation settings a resumed run must share (unless --resume_with_new_settings): every
+        optimizer's hyperparameters (its start LR, momentum, weight decay, betas, ...), the schedule's warmup and
+        final LR and the loop's tau range. The epochs are not among them: more epochs extend a run."""
+        settings: dict[str, Any] = {}
+        for key, obj in self.stateful().items():
+            if isinstance(obj, torch.optim.Optimizer):
+                settings.update(optimizer_settings(key, obj.state_dict()["param_groups"]))
+        schedule = getattr(self, "schedule", None)
+        if schedule is not None:
+            settings.update({"schedule.warmup": schedule.warmup, "schedule.eta_min": schedule.eta_min})
+        tau_range = getattr(self, "tau_range", None)
+        if tau_range is not None:
+            settings.update({"tau_max": float(tau_range[0]), "tau_min": float(tau_range[1])})
+        return settings
+
+    def _stored_settings(self, state: dict) -> dict[str, Any]:
+        """`run_settings()` as the checkpoint's run had them (older checkpoints: their optimizers' only)."""
+        stored = dict(state.get("settings") or {})
+        for key, obj in self.stateful().items():
+            groups = (state.get(key) or {}).get("param_groups") if isinstance(obj, torch.optim.Optimizer) else None
+            if isinstance(groups, list):
+                stored.update(optimizer_settings(key, groups))
+        return stored
 
     def resume(self) -> bool:
         """Load the last complete epoch's checkpoint if there is one; True when resumed."""
@@ -168,6 +212,10 @@ class EpochLoop:
         self.history, self.best = list(state["history"]), dict(state["best"])
         self.start_epoch = int(state["epoch"]) + 1
         self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
+        if self.settings_change:
+            self._apply_new_optimizer_settings()
+            changes = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in sorted(self.settings_change.items()))
+            self.logger.log(f"continuing with new settings (--resume_with_new_settings): {changes}")
         return True
 
     def _check_resumable(self, file: Path, state: dict) -> None:
@@ -177,6 +225,24 @@ class EpochLoop:
         problem = self._unwritten_fields(state)
         if problem:
             raise CheckpointError(f"checkpoint {file} is not one this tool wrote ({problem})")
+        self._check_same_settings(state)
+
+    def _check_same_settings(self, state: dict) -> None:
+        """ForeignCheckpointError naming every optimisation setting that differs, unless the command line asked to
+        continue with the new ones (then they are kept in `settings_change`)."""
+        current, stored = self.run_settings(), self._stored_settings(state)
+        changed = {name: [stored[name], value] for name, value in current.items()
+                   if name in stored and stored[name] != value}
+        if not changed:
+            return
+        if not resume_with_new_settings():
+            listed = "; ".join(f"{name} {old} (checkpoint) vs {new} (this command)" for name, (old, new)
+                               in sorted(changed.items()))
+            raise ForeignCheckpointError(
+                f"{self.last_path} was trained with other settings: {listed}; pass another --save_dir or seed to "
+                f"start a new run, or --resume_with_new_settings to continue this one with the new settings (the "
+                f"change is recorded in its history)")
+        self.settings_change = changed
 
     def _unwritten_fields(self, state: dict) -> str | None:
         """What in `state` no `state_dict` of this skeleton writes, or None."""
@@ -208,6 +274,18 @@ class EpochLoop:
                     return (f"its {name} has shape {list(tensor.shape)} where the network this run's settings build "
                             f"has {list(own[name].shape)}")
         return None
+
+    def _apply_new_optimizer_settings(self) -> None:
+        """Loading an optimizer's state brought the checkpoint's hyperparameters back: put this command's in."""
+        for key, obj in self.stateful().items():
+            if not isinstance(obj, torch.optim.Optimizer):
+                continue
+            for index, group in enumerate(obj.param_groups):
+                for name, (_, new) in self.settings_change.items():
+                    owner, _, hyper = name.rpartition(".")
+                    if owner in (key, f"{key}[{index}]"):
+                        group["initial_lr" if hyper == "lr" and "initial_lr" in group else hyper] = (
+                            tuple(new) if isinstance(group.get(hyper), tuple) else new)
 
     def _check_same_run(self, state: dict) -> None:
         if state.get("kind") != self.kind:
@@ -285,6 +363,8 @@ class EpochLoop:
             metrics = self.run_epoch(epoch)
             self.check_finite(metrics, epoch)
             entry = self.record(metrics)
+            if self.settings_change and epoch == self.start_epoch:
+                entry = {**entry, "settings_changed": {name: list(pair) for name, pair in self.settings_change.items()}}
             self.history.append(entry)
             self.on_epoch_end(epoch)
             candidate = self.best_entry(epoch, entry)

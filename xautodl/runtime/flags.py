@@ -22,6 +22,16 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+# What the last command line parsed by an EntryParser said about --resume_with_new_settings: the epoch skeleton
+# reads it (runtime.epochs), so that every entry point honours the flag without passing it down by hand.
+_PARSED = {"resume_with_new_settings": False}
+
+
+def resume_with_new_settings() -> bool:
+    """Whether the command line asked to continue a run whose settings changed (--resume_with_new_settings)."""
+    return _PARSED["resume_with_new_settings"]
+
+
 class EntryParser(argparse.ArgumentParser):
     """ArgumentParser whose flag errors are one line on stderr, like every other user error, instead of the whole
     usage text (the entry points have dozens of flags that would bury the line saying what was wrong), and whose
@@ -30,6 +40,11 @@ class EntryParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        _PARSED["resume_with_new_settings"] = bool(getattr(parsed, "resume_with_new_settings", False))
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n")
@@ -96,3 +111,6 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     add("--workers", type=int, default=4, help="data loading workers (only imagenet-1k reads files per step)")
     add("--quiet", action="store_true", help="no progress bars; plain periodic log lines")
     add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
+    add("--resume_with_new_settings", action="store_true",
+        help="continue a run whose checkpoint was trained with other optimiser settings (config values, arch LR "
+             "and weight decay, tau range), with this command's; the change is recorded in its history")
