@@ -225,3 +225,27 @@ def test_wrong_number_of_positional_arguments_prints_the_usage_line(tmp_path, ec
     assert done.stderr.startswith("usage: bash scripts") and done.stderr.count("\n") == 1, done.stderr
     assert "<seed" in done.stderr or "<cells per stage" in done.stderr
     assert done.stdout == ""  # the entry point never started
+
+
+# ------------------------------------------------------------------------------------------- under torchrun
+TORCHRUN_CASES = {
+    "bad flag": ([*SEARCH_ARGS, *TINY_SEARCH, "--channel", "0"], 2,
+                 "error: argument --channel: expected a positive integer (1 or more), got 0 (see GDAS.py --help)"),
+    "batch size the ranks cannot share": ([*SEARCH_ARGS, *TINY_SEARCH, "--batch_size", "16"], 1,
+                                          "error: --batch_size 16 does not split evenly over 3 processes; use a "
+                                          "multiple of 3"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TORCHRUN_CASES))
+def test_under_torchrun_a_mistake_is_one_line_once_from_rank_0(workspace, name):
+    """NPROC=3: three gloo processes on the CPU; the line comes once and torchrun adds no failure banner."""
+    args, status, message = TORCHRUN_CASES[name]
+    before = snapshot(workspace / "output")
+    done = run_driver(workspace, SEARCH, args, {"NPROC": "3"})
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr and "FAILED" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [message]
+    after = snapshot(workspace / "output")
+    assert {path: after.get(path) for path in before} == before

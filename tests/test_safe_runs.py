@@ -378,3 +378,64 @@ def test_resume_with_new_settings_continues_with_them_and_records_the_change(run
     # The run now holds the new settings: a plain re-run with them finds it finished, without the flag.
     again = cli.run("GDAS", argv[:-1])
     assert again["epochs_done"] == 3
+
+
+# ------------------------------------------------------------------------------------------------- signals
+def start_driver(workdir: Path, nproc: int, epochs: int = 400):
+    """`bash scripts-search/algos/GDAS.sh digits 1 5` (a long tiny search) in `workdir`, NPROC processes."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    # TF_CPP_MIN_LOG_LEVEL: TensorFlow, when installed, logs to stderr on its import by TensorBoard.
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", NPROC=str(nproc),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    flags = ["--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2", "--epochs",
+             str(epochs), "--device", "cpu", "--quiet", "--no_benchmark", "--save_dir", "run"]
+    return subprocess.Popen(["bash", str(REPO / "scripts-search/algos/GDAS.sh"), "digits", "1", "5", *flags],
+                            cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def without_tensorflow_noise(err: str) -> list[str]:
+    """stderr's lines without what TensorFlow's C++ logging prints when TensorBoard imports it (where it is
+    installed): not the run's output."""
+    import re
+
+    noise = re.compile(r"(WARNING: All log messages before absl|[IWEF]\d{4} |To enable the following instructions)")
+    return [line for line in err.strip().splitlines() if not noise.match(line)]
+
+
+def wait_for_log(path: Path, text: str, process, timeout: float = 240) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run never logged {text!r}: {process.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signame, nproc", [
+    ("SIGTERM", 1), ("SIGHUP", 1),
+    pytest.param("SIGTERM", 2, marks=pytest.mark.slow),
+])
+def test_sigterm_and_sighup_end_a_run_with_one_line_and_a_loadable_checkpoint(tmp_path, signame, nproc):
+    """The driver `exec`s the run, so the signal a scheduler sends the driver reaches Python; under torchrun
+    (`xautodl.runtime.launch`) the line comes once, from rank 0, without torchrun's banner."""
+    import signal
+
+    run_dir = tmp_path / "run"
+    driver = start_driver(tmp_path, nproc)
+    wait_for_log(run_dir / f"seed-{SEED}-log.txt", "epoch   2/", driver)
+    driver.send_signal(getattr(signal, signame))
+    _, err = driver.communicate(timeout=120)
+
+    assert driver.returncode == 128 + getattr(signal, signame), err
+    assert "Traceback" not in err and "FAILED" not in err, err
+    assert without_tensorflow_noise(err) == [
+        f"terminated by {signame}; the run's last complete epoch is kept and re-running the command resumes it"]
+    last = last_checkpoint(run_dir)
+    assert load_checkpoint(last)["epoch"] >= 0
+    assert not list(last.parent.glob(".*.tmp")), "no temporary file is left behind"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import NoReturn
 
 
@@ -47,7 +48,9 @@ class EntryParser(argparse.ArgumentParser):
         return parsed, extras
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n")
+        # Under torchrun every rank parses the same command line: only global rank 0 says what was wrong.
+        rank_zero = os.environ.get("RANK", "0") in ("", "0")
+        self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n" if rank_zero else None)
 
 
 def positive_int(text: str) -> int:
