@@ -57,7 +57,7 @@ run_entry() {
   local script="$XAUTODL_ROOT/$1"; shift
   local py; py="$(xautodl_python)"
   local nproc="${NPROC:-$(visible_gpus "$py")}"
-  if [ "${nproc:-0}" -gt 1 ]; then
+  if [ "${nproc:-0}" -gt 1 ] || [ -n "${XAUTODL_TORCHRUN_ARGS:-}" ]; then
     # torchrun's options, its launcher, but a failure or a SIGTERM ends as in one process (xautodl/runtime/launch.py).
     exec "$py" -m xautodl.runtime.launch ${XAUTODL_TORCHRUN_ARGS:---standalone} --nproc_per_node="$nproc" \
       "$script" "$@"
