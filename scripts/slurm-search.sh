@@ -40,7 +40,8 @@ port="${XAUTODL_RDZV_PORT:-29511}"
 gpus="${SLURM_GPUS_ON_NODE:-${SLURM_GPUS_PER_NODE:-1}}"
 gpus="${gpus##*:}"  # "h100:4" -> 4
 export NPROC="$gpus"
-export XAUTODL_TORCHRUN_ARGS="--nnodes $SLURM_JOB_NUM_NODES --rdzv_backend c10d --rdzv_endpoint $head_node:$port --rdzv_id $SLURM_JOB_ID"
+rendezvous="--rdzv_backend c10d --rdzv_endpoint $head_node:$port --rdzv_id $SLURM_JOB_ID"
+export XAUTODL_TORCHRUN_ARGS="--nnodes $SLURM_JOB_NUM_NODES $rendezvous"
 
 # Shortly before the time limit (--signal=B:USR1@300): requeue; SLURM then stops the tasks with SIGTERM.
 trap 'echo "[slurm-search] time limit near: requeueing job $SLURM_JOB_ID"; scontrol requeue "$SLURM_JOB_ID"' USR1

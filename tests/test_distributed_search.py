@@ -75,7 +75,8 @@ def test_two_nodes_equal_one_node_with_two_processes(tmp_path):
     log = (tmp_path / "nodes" / "seed-3-log.txt").read_text()
     checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
     assert len(checksums) == 2 and checksums[0] == checksums[1] and "over 2 process(es)" in log
-    ours, single = (load_checkpoint(tmp_path / name / "checkpoint" / "seed-3-basic.pth") for name in ("nodes", "single"))
+    ours, single = (load_checkpoint(tmp_path / name / "checkpoint" / "seed-3-basic.pth")
+                    for name in ("nodes", "single"))
     for key in ("model", "w_optimizer", "a_optimizer"):
         assert_equal(ours[key], single[key], key)
     strip = [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in ours["history"]]

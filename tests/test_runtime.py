@@ -286,8 +286,9 @@ def test_a_write_interrupted_midway_leaves_the_last_good_checkpoint(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", half_write_then_fail)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*ck.pth: no space left on the device \(.* free in .*; "
-                       r"the checkpoint needs about 4 KiB\); free some space and re-run: the previous checkpoint is kept"):
+    full = (r"cannot write checkpoint .*ck.pth: no space left on the device \(.* free in .*; the checkpoint needs "
+            r"about 4 KiB\); free some space and re-run: the previous checkpoint is kept")
+    with pytest.raises(CheckpointError, match=full):
         save_checkpoint(path, {"epoch": 2, "w": torch.zeros(1000)})
     monkeypatch.undo()
     loaded = load_checkpoint(path)

@@ -16,7 +16,8 @@ from xautodl.runtime import checkpoint as checkpoint_module
 from xautodl.runtime import load_checkpoint, previous_path
 
 SEED = 5
-TINY_SEARCH = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
+TINY_SEARCH = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16",
+               "--limit_batches", "2",
                "--device", "cpu", "--quiet", "--no_benchmark", "--rand_seed", str(SEED)]
 
 
@@ -439,3 +440,38 @@ def test_sigterm_and_sighup_end_a_run_with_one_line_and_a_loadable_checkpoint(tm
     last = last_checkpoint(run_dir)
     assert load_checkpoint(last)["epoch"] >= 0
     assert not list(last.parent.glob(".*.tmp")), "no temporary file is left behind"
+
+
+# ------------------------------------------------------------------------- the checkpoint a message names
+def _nan_in_epoch(monkeypatch, bad_epoch: int) -> None:
+    from xautodl.search.loop import SearchLoop
+
+    real_run_epoch = SearchLoop.run_epoch
+
+    def run_epoch(self, epoch):
+        metrics = real_run_epoch(self, epoch)
+        return {**metrics, "train_loss": float("nan")} if epoch == bad_epoch else metrics
+
+    monkeypatch.setattr(SearchLoop, "run_epoch", run_epoch)
+
+
+def test_a_run_that_stops_in_its_first_epoch_claims_no_checkpoint(tmp_path, monkeypatch, capsys, one_thread):
+    _nan_in_epoch(monkeypatch, 0)
+    run_dir = tmp_path / "run"
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "2", "--save_dir", str(run_dir)])
+    line = one_error_line(err)
+    assert code == 1 and "the train loss became nan in epoch 1" in line
+    assert "there is no good checkpoint yet (this was the run's first epoch)" in line and "is kept" not in line
+    assert not last_checkpoint(run_dir).exists()
+
+
+def test_after_resuming_from_prev_the_message_names_prev(run_copy, monkeypatch, capsys, one_thread):
+    """The damaged last checkpoint was moved aside, so the good one a re-run resumes from is `.prev`."""
+    last = last_checkpoint(run_copy)
+    last.write_bytes(b"damaged")
+    _nan_in_epoch(monkeypatch, 1)
+    code, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_copy)])
+    line = one_error_line(err)
+    assert code == 1 and not last.exists()
+    assert f"the last good checkpoint, {previous_path(last)} (epoch 1), is kept and a re-run resumes from it" in line
+    assert load_checkpoint(previous_path(last))["epoch"] == 0

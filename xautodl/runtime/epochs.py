@@ -289,15 +289,17 @@ class EpochLoop:
 
     def _check_same_run(self, state: dict) -> None:
         if state.get("kind") != self.kind:
-            raise ForeignCheckpointError(f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; "
-                                  f"use another output directory (--save_dir) or move the file away")
+            raise ForeignCheckpointError(
+                f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; use another output "
+                f"directory (--save_dir) or move the file away")
         stored = {**state.get("meta", {}), **state}  # schema 1 kept a training run's identity under "meta"
         differing = sorted(key for key, value in self.identity.items() if key in stored and stored[key] != value)
         if differing:
             found = ", ".join(f"{key}={stored[key]}" for key in differing)
             wanted = ", ".join(f"{key}={self.identity[key]}" for key in differing)
-            raise ForeignCheckpointError(f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); "
-                                  f"use another output directory (--save_dir) or move the file away")
+            raise ForeignCheckpointError(
+                f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); use another output "
+                f"directory (--save_dir) or move the file away")
 
     def _load_model(self, model: torch.nn.Module, model_state: dict) -> None:
         try:
