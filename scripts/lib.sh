@@ -3,7 +3,10 @@
 # - xautodl_python: the interpreter: $PYTHON if set, else python3 when it has torch, else the environment that
 #   scripts/test.sh and scripts/demo.sh create (~/.cache/xautodl/venv or $XAUTODL_VENV).
 # - run_entry SCRIPT ARGS...: runs an exps/ entry point, under torchrun when NPROC (default: the number of
-#   visible CUDA GPUs) is above 1.
+#   visible CUDA GPUs) is above 1. It `exec`s Python (or torchrun), so a scheduler's or `timeout`'s SIGTERM sent to
+#   the driver reaches the run itself. XAUTODL_TORCHRUN_ARGS replaces torchrun's `--standalone` (several machines:
+#   "--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint HOST:PORT --rdzv_id JOB", see
+#   scripts/slurm-search.sh).
 XAUTODL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="$XAUTODL_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -54,11 +57,12 @@ run_entry() {
   local script="$XAUTODL_ROOT/$1"; shift
   local py; py="$(xautodl_python)"
   local nproc="${NPROC:-$(visible_gpus "$py")}"
-  if [ "${nproc:-0}" -gt 1 ]; then
-    "$py" -m torch.distributed.run --standalone --nproc_per_node="$nproc" "$script" "$@"
-  else
-    "$py" "$script" "$@"
+  if [ "${nproc:-0}" -gt 1 ] || [ -n "${XAUTODL_TORCHRUN_ARGS:-}" ]; then
+    # torchrun's options, its launcher, but a failure or a SIGTERM ends as in one process (xautodl/runtime/launch.py).
+    exec "$py" -m xautodl.runtime.launch ${XAUTODL_TORCHRUN_ARGS:---standalone} --nproc_per_node="$nproc" \
+      "$script" "$@"
   fi
+  exec "$py" "$script" "$@"
 }
 
 # nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space. The original settings

@@ -75,6 +75,15 @@ def workspace(tmp_path_factory) -> Path:
     (corrupt / "cifar-10-batches-py" / "data_batch_3").write_bytes(bytes(range(256)) * 4)
     (root / "empty").mkdir()
     (root / "a-file").write_text("not a folder\n")
+    configs = REPO / "xautodl" / "configs"
+    for name, source, key, value in [("neg-lr.config", "nas-benchmark/algos/GDAS.config", "LR", "-0.1"),
+                                     ("neg-epochs.config", "opts/NAS-CIFAR.config", "epochs", "-1"),
+                                     ("neg-warmup.config", "opts/NAS-CIFAR.config", "warmup", "-2")]:
+        config = json.loads((configs / source).read_text())
+        config[key][1] = value
+        (root / name).write_text(json.dumps(config))
+    (root / "binary.bin").write_bytes(b"\xff\xfe\x00\x01 not text \xc3\x28")
+    (root / "bad-split.txt").write_text('{"train": ["int", ["0", "1"]], "valid": ')
 
     done = run_driver(root, SEARCH, [*SEARCH_ARGS, *TINY_SEARCH])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -136,6 +145,41 @@ CASES = {
                                          ["cannot write the run log a-file/run/seed-1-log.txt", "--save_dir"]),
     "device absent": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--device", "cuda:99"],
                           ["device 'cuda:99' asked for", "--device cpu"]),
+    # issue 16: values that trained nothing, or climbed the loss, are refused at start-up
+    "search --channel 0": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--channel", "0"],
+                               ["argument --channel", "positive integer (1 or more), got 0"], 2),
+    "search negative --channel": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--channel", "-4"],
+                                      ["argument --channel", "got -4"], 2),
+    "negative --arch_learning_rate": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--arch_learning_rate", "-0.0003"],
+                                          ["argument --arch_learning_rate", "expected a number >= 0, got -0.0003"], 2),
+    "negative --arch_weight_decay": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--arch_weight_decay", "-1"],
+                                         ["argument --arch_weight_decay", "expected a number >= 0, got -1"], 2),
+    "--tau_max 0": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--tau_max", "0"],
+                        ["argument --tau_max", "expected a positive number, got 0"], 2),
+    "--tau_max nan": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--tau_max", "nan"],
+                          ["argument --tau_max", "expected a positive number, got nan"], 2),
+    "negative config LR": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--config_path", "neg-lr.config"],
+                               ["neg-lr.config: LR is -0.1, but it is the learning rate, 0 or more",
+                                "fix the config file"]),
+    "config with negative epochs": Case(NAS_INFER, ["cifar10", "GDAS_V1", "96", "1", "--device", "cpu",
+                                                    "--optim_config", "neg-epochs.config"],
+                                        ["neg-epochs.config: epochs is -1, but it is the number of epochs, 1 or more"]),
+    "config with negative warmup": Case(NAS_INFER, ["cifar10", "GDAS_V1", "96", "1", "--device", "cpu",
+                                                    "--optim_config", "neg-warmup.config"],
+                                        ["neg-warmup.config: warmup is -2, but it is the warm-up epochs, 0 or more"]),
+    "binary file as a genotype": Case(RETRAIN, ["cifar10", "binary", "binary.bin", "96", "1", "--device", "cpu"],
+                                      ["argument --genotype", "binary.bin is a binary file, not a genotype"], 2),
+    "split file missing": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--split_file", "no-such-split.txt"],
+                               ["split file 'no-such-split.txt' not found", "existing split file",
+                                "configs/nas-benchmark/cifar-split.txt"]),
+    "split file not JSON": Case(SEARCH, [*SEARCH_ARGS, *TINY_SEARCH, "--split_file", "bad-split.txt"],
+                                ["bad-split.txt: invalid JSON", "a split file is a JSON object", '"train": ["int"']),
+}
+
+# Phrases a case's message must not hold (what misled before issue 16).
+MISLEADING = {
+    "split file missing": ["config file", "NAS-CIFAR.config"],
+    "split file not JSON": ["config file", '"LR"'],
 }
 
 
@@ -153,6 +197,8 @@ def test_bad_input_gives_one_clear_message_and_keeps_earlier_results(workspace, 
     searched_arch = load_checkpoint(workspace / SEARCH_CHECKPOINT)["genotype"]["arch"]
     for phrase in case.phrases:
         assert phrase.format(searched_arch=searched_arch) in lines[0], (phrase, lines[0])
+    for phrase in MISLEADING.get(name, []):
+        assert phrase not in lines[0], (phrase, lines[0])
 
     after = snapshot(workspace / "output")
     assert {path: after.get(path) for path in before} == before, "an earlier result changed"
@@ -179,3 +225,27 @@ def test_wrong_number_of_positional_arguments_prints_the_usage_line(tmp_path, ec
     assert done.stderr.startswith("usage: bash scripts") and done.stderr.count("\n") == 1, done.stderr
     assert "<seed" in done.stderr or "<cells per stage" in done.stderr
     assert done.stdout == ""  # the entry point never started
+
+
+# ------------------------------------------------------------------------------------------- under torchrun
+TORCHRUN_CASES = {
+    "bad flag": ([*SEARCH_ARGS, *TINY_SEARCH, "--channel", "0"], 2,
+                 "error: argument --channel: expected a positive integer (1 or more), got 0 (see GDAS.py --help)"),
+    "batch size the ranks cannot share": ([*SEARCH_ARGS, *TINY_SEARCH, "--batch_size", "16"], 1,
+                                          "error: --batch_size 16 does not split evenly over 3 processes; use a "
+                                          "multiple of 3"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TORCHRUN_CASES))
+def test_under_torchrun_a_mistake_is_one_line_once_from_rank_0(workspace, name):
+    """NPROC=3: three gloo processes on the CPU; the line comes once and torchrun adds no failure banner."""
+    args, status, message = TORCHRUN_CASES[name]
+    before = snapshot(workspace / "output")
+    done = run_driver(workspace, SEARCH, args, {"NPROC": "3"})
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr and "FAILED" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [message]
+    after = snapshot(workspace / "output")
+    assert {path: after.get(path) for path in before} == before

@@ -255,3 +255,110 @@ def test_download_unpacks_the_archive(torch_home, tmp_path, monkeypatch):
     assert sorted(p.name for p in torch_home.iterdir()) == ["NATS-tss-v1_0-3ffb9-simple"]
     check_results(open_benchmark().query(RESNET), 0, RESNET)
     assert download_benchmark("tss") == target and fetched == ["17_saCsj_krKjlCBLOJEpNtzPXArMCqxU"]
+
+
+# ------------------------------------------------------------------------------- no code from benchmark files
+class Payload:
+    """Unpickling this runs a shell command that creates `marker` (what a crafted benchmark file could do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("poisoned", ["meta", "arch file", "single file"])
+def test_benchmark_pickles_with_a_payload_are_refused_and_never_run(torch_home, tmp_path, poisoned):
+    marker = tmp_path / "payload-ran"
+    if poisoned == "single file":
+        bad = write_benchmark_file(torch_home)
+        infos = {0: arch_results(0, RESNET), 1: {"200": Payload(marker)}}
+        pickle_save({"meta_archs": META_ARCHS, "arch2infos": infos, "evaluated_indexes": [0, 1]},
+                    torch_home / "NATS-tss-v1_0-3ffb9.pickle")
+    else:
+        folder = write_benchmark_folder(torch_home)
+        name = "meta" if poisoned == "meta" else "000000"
+        content = ({"meta_archs": META_ARCHS, "arch2infos": {}, "evaluated_indexes": Payload(marker)}
+                   if poisoned == "meta" else {"200": Payload(marker)})
+        pickle_save(content, folder / f"{name}.pickle")
+        bad = folder / f"{name}.pickle.pbz2"
+    before = snapshot(torch_home)
+    done = run_cli("query", "resnet", torch_home=torch_home)
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: refusing to read the benchmark file {bad}: it names the Python object "
+                               "posix.system"), lines[0]
+    assert "python -m xautodl.bench download" in lines[0]
+    assert not marker.exists(), "the payload ran"
+    assert snapshot(torch_home) == before
+    # nats_bench's own reader is back in place once the look-up is over.
+    import nats_bench.api_utils
+    assert nats_bench.api_utils.pickle_load.__module__ == "nats_bench.api_utils"
+
+
+def fake_drive(monkeypatch, write) -> list:
+    """gdown.download replaced by `write(output)` (what Drive sent); returns the ids fetched."""
+    import gdown
+
+    fetched = []
+
+    def download(id, output, **kwargs):
+        fetched.append(id)
+        write(Path(output))
+        return output
+
+    monkeypatch.setattr(gdown, "download", download)
+    return fetched
+
+
+def test_download_checks_the_sha256_it_is_given(torch_home, tmp_path, monkeypatch, capsys):
+    source = write_benchmark_folder(tmp_path / "source")
+    archive = tmp_path / "good.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(source, arcname=source.name)
+    fake_drive(monkeypatch, lambda output: output.write_bytes(archive.read_bytes()))
+    from xautodl.bench.download import sha256_of
+
+    wrong = "0" * 64
+    with pytest.raises(SystemExit) as exit_info:
+        main_guard(lambda: main(["download", "--sha256", wrong]))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"has SHA-256 {sha256_of(archive)}, not the {wrong} asked for (--sha256)" in err[0]
+    assert not (torch_home / "NATS-tss-v1_0-3ffb9-simple").exists()
+    # The refused archive stays for inspection; with the right digest it is unpacked.
+    assert (torch_home / "NATS-tss-v1_0-3ffb9-simple.tar").is_file()
+    target = download_benchmark("tss", sha256=sha256_of(archive).upper())
+    check_results(open_benchmark(target).query(RESNET), 0, RESNET)
+
+
+@pytest.mark.parametrize("sent", ["web page", "foreign member", "link"])
+def test_download_refuses_what_is_not_a_benchmark_archive(torch_home, tmp_path, monkeypatch, sent):
+    def write(output: Path) -> None:
+        if sent == "web page":
+            output.write_text("<html>Google Drive - quota exceeded</html>")
+            return
+        with tarfile.open(output, "w") as tar:
+            tar.add(write_benchmark_folder(tmp_path / "source"), arcname="NATS-tss-v1_0-3ffb9-simple")
+            if sent == "foreign member":
+                (tmp_path / "evil.py").write_text("print('hi')\n")
+                tar.add(tmp_path / "evil.py", arcname="NATS-tss-v1_0-3ffb9-simple/evil.py")
+            else:
+                link = tarfile.TarInfo("NATS-tss-v1_0-3ffb9-simple/000002.pickle.pbz2")
+                link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(link)
+
+    fake_drive(monkeypatch, write)
+    with pytest.raises(DataError) as info:
+        download_benchmark("tss")
+    message = str(info.value)
+    assert "\n" not in message and "delete it and download again" in message
+    assert ("not a tar archive" in message) if sent == "web page" else ("not part of the NATS-Bench format" in message)
+    assert not (torch_home / "NATS-tss-v1_0-3ffb9-simple").exists()

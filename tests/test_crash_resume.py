@@ -150,7 +150,7 @@ def resume_epoch(path: Path) -> int | None:
 
 
 def temporaries(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    return sorted(path.parent.glob(f".{path.name}[~.]*.tmp"))
 
 
 def assert_same(ours, theirs, where: str = "state") -> None:

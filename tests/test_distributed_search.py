@@ -36,3 +36,106 @@ def test_two_process_search_keeps_ranks_identical(tmp_path, algorithm):
     assert len(summary["history"]) == 2 and summary["final_genotype"].startswith("|")
     assert all(h["train_count"] == 3 * 16 for h in summary["history"]), "metrics cover both ranks' batches"
     assert list((tmp_path / "run" / "checkpoint").glob("seed-3-*.pth"))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def search_args(run_dir: Path) -> list[str]:
+    return ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "3",
+            "--epochs", "2", "--rand_seed", "3", "--device", "cpu", "--quiet", "--no_benchmark",
+            "--save_dir", str(run_dir)]
+
+
+@pytest.mark.slow
+def test_two_nodes_equal_one_node_with_two_processes(tmp_path):
+    """Two torchrun launches with --nnodes 2 (a c10d rendezvous on 127.0.0.1, gloo), one process each, as two
+    machines sharing a file system would run them: global rank 0 alone writes, and the run equals a 2-process
+    single-node one bit for bit (weights, alphas, optimiser states, history)."""
+    from xautodl.runtime import load_checkpoint
+
+    script = str(REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen([sys.executable, "-m", "xautodl.runtime.launch", "--nnodes", "2", "--node_rank",
+                               str(rank), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+                               endpoint, "--rdzv_id", "two-nodes", script, *search_args(tmp_path / "nodes")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    done = torchrun_search("GDAS", tmp_path / "single")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    log = (tmp_path / "nodes" / "seed-3-log.txt").read_text()
+    checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
+    assert len(checksums) == 2 and checksums[0] == checksums[1] and "over 2 process(es)" in log
+    ours, single = (load_checkpoint(tmp_path / name / "checkpoint" / "seed-3-basic.pth")
+                    for name in ("nodes", "single"))
+    for key in ("model", "w_optimizer", "a_optimizer"):
+        assert_equal(ours[key], single[key], key)
+    strip = [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in ours["history"]]
+    assert strip == [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in single["history"]]
+
+
+def assert_equal(ours, theirs, where: str) -> None:
+    import torch
+
+    if isinstance(theirs, torch.Tensor):
+        assert torch.equal(ours, theirs), f"{where} differs"
+    elif isinstance(theirs, dict):
+        assert set(ours) == set(theirs), where
+        for key in theirs:
+            assert_equal(ours[key], theirs[key], f"{where}[{key!r}]")
+    elif isinstance(theirs, (list, tuple)):
+        assert len(ours) == len(theirs), where
+        for index, (a, b) in enumerate(zip(ours, theirs)):
+            assert_equal(a, b, f"{where}[{index}]")
+    else:
+        assert ours == theirs, f"{where}: {ours!r} != {theirs!r}"
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on one machine: one task per node of the job, each with its SLURM_NODEID; the first failure is the status.
+while [[ "${1:-}" == --* ]]; do shift; done
+pids=()
+for node in $(seq 0 $((SLURM_JOB_NUM_NODES - 1))); do SLURM_NODEID=$node "$@" & pids+=($!); done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+case "$1 ${2:-}" in
+  "show hostnames") echo 127.0.0.1 ;;
+  *) echo "scontrol $*" ;;
+esac
+"""
+
+
+@pytest.mark.slow
+def test_the_slurm_script_runs_a_two_node_search(tmp_path):
+    """scripts/slurm-search.sh under stand-ins for srun and scontrol: two tasks join one c10d rendezvous."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHON=sys.executable,
+               OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", SLURM_JOB_NODELIST="node[1-2]", SLURM_JOB_NUM_NODES="2",
+               SLURM_JOB_ID="4242", SLURM_GPUS_ON_NODE="1", SLURM_SUBMIT_DIR=str(REPO),
+               XAUTODL_RDZV_PORT=str(free_port()))
+    run_dir = tmp_path / "run"
+    args = search_args(run_dir)[2:]  # the driver's positional arguments give the dataset and the seed
+    args = args[:args.index("--rand_seed")] + args[args.index("--rand_seed") + 2:]
+    done = subprocess.run(["bash", str(REPO / "scripts" / "slurm-search.sh"), "GDAS", "digits", "1", "3", *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "seed-3-log.txt").read_text()
+    checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
+    assert len(checksums) == 2 and checksums[0] == checksums[1] and "over 2 process(es)" in log
+    assert json.loads((run_dir / "seed-3-summary.json").read_text())["epochs_done"] == 2

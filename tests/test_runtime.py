@@ -286,7 +286,9 @@ def test_a_write_interrupted_midway_leaves_the_last_good_checkpoint(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", half_write_then_fail)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*ck.pth: No space left on device"):
+    full = (r"cannot write checkpoint .*ck.pth: no space left on the device \(.* free in .*; the checkpoint needs "
+            r"about 4 KiB\); free some space and re-run: the previous checkpoint is kept")
+    with pytest.raises(CheckpointError, match=full):
         save_checkpoint(path, {"epoch": 2, "w": torch.zeros(1000)})
     monkeypatch.undo()
     loaded = load_checkpoint(path)
@@ -542,3 +544,49 @@ def test_channels_last_flag_forms():
     assert parser.parse_args([]).channels_last == "auto"
     assert parser.parse_args(["--channels_last"]).channels_last == "on"
     assert parser.parse_args(["--channels_last", "off"]).channels_last == "off"
+
+
+# ------------------------------------------------------------------------------------------------ --help
+def _entry_parsers():
+    import argparse
+
+    from xautodl.commands import basic_main, bench, search, summary, train_a_net
+    from xautodl.search.algorithms import ALGORITHMS
+
+    parsers = {f"{name}.py": search.build_parser(name) for name in ALGORITHMS}
+    parsers.update({"basic-main.py": basic_main.build_parser(), "main.py": train_a_net.build_parser(),
+                    "summary": summary.build_parser()})
+    top = bench._parser()
+    parsers["bench"] = top
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.update({f"bench {name}": sub for name, sub in action.choices.items()})
+    return parsers
+
+
+@pytest.mark.parametrize("name", list(_entry_parsers()))
+def test_every_flag_of_every_entry_point_has_a_description_and_shows_its_default(name):
+    import argparse
+
+    parser = _entry_parsers()[name]
+    undocumented = [action.dest for action in parser._actions
+                    if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+                    and not (action.help or "").strip()]
+    assert undocumented == [], f"{name}: flags without a description"
+    text = "".join(parser.format_help().split())  # argparse wraps lines, at hyphens too
+    for action in parser._actions:
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help:
+            shown = "".join(f"(default: {action.default})".split())
+            assert "default" in action.help.lower() or shown in text, (name, action.dest)
+
+
+def test_a_checkpoint_writer_never_removes_another_live_writers_temporary(tmp_path):
+    import socket
+
+    path = tmp_path / "ck.pth"
+    live = tmp_path / f".{path.name}~{socket.gethostname()}~{os.getppid()}~inflight.tmp"
+    live.write_bytes(b"another writer is filling this")
+    save_checkpoint(path, {"epoch": 1})
+    save_checkpoint(path, {"epoch": 2})
+    assert live.read_bytes() == b"another writer is filling this"
+    assert load_checkpoint(path)["epoch"] == 2

@@ -3,17 +3,28 @@
 The benchmark lives under $TORCH_HOME (else ~/.torch, as `nats_bench` does) either as the folder
 `NATS-tss-v1_0-3ffb9-simple/` (a `meta.pickle.pbz2` plus one `<index>.pickle.pbz2` per arch, read lazily) or as the
 single file `NATS-tss-v1_0-3ffb9.pickle.pbz2` (read whole at start).
+
+Those files are bz2-compressed pickles. `nats_bench` reads them with `pickle.load`, which runs whatever code a
+crafted file names; every read it makes here goes through the datasets' allow-list unpickler instead
+(`safe_benchmark_pickles`), so a benchmark file can only hold plain data.
 """
 from __future__ import annotations
 
+import bz2
+import collections
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nats_bench
+import nats_bench.api_size
+import nats_bench.api_topology
+import nats_bench.api_utils
 
-from ..errors import DataError
+from ..datasets.pickled import UnsafePickleError, load_allow_listed
+from ..errors import DataError, XAutoDLError
 from ..spaces.nas201 import Arch, validate
 
 TSS_BASE_NAME = "NATS-tss-v1_0-3ffb9"
@@ -21,6 +32,45 @@ TSS_FOLDERS = (f"{TSS_BASE_NAME}-simple", f"{TSS_BASE_NAME}-full")
 TSS_FILE = f"{TSS_BASE_NAME}.pickle.pbz2"
 META_FILE = "meta.pickle.pbz2"
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+
+
+# Beyond numpy values and built-in containers (the datasets' allow-list), the only global nats_bench's format may
+# name: its results are state dicts of plain values, which older pickles may hold as ordered dicts.
+BENCHMARK_GLOBALS = {("collections", "OrderedDict"): collections.OrderedDict}
+# The modules of nats_bench that call `pickle_load` (each imported the name, so each gets the safe one).
+_NATS_LOADERS = (nats_bench.api_utils, nats_bench.api_topology, nats_bench.api_size)
+
+
+class UnsafeBenchmarkError(DataError):
+    """A benchmark file names a Python object outside the format's allow-list (it could run code)."""
+
+
+def load_benchmark_pickle(file_path: str | os.PathLike, ext: str = ".pbz2") -> Any:
+    """What nats_bench's `pickle_load` returns for `file_path` (the name with or without `ext`), read with the
+    allow-list unpickler; UnsafeBenchmarkError when the file names anything else."""
+    path = Path(file_path) if Path(file_path).is_file() else Path(f"{file_path}{ext}")
+    try:
+        with bz2.BZ2File(path, "rb") as handle:
+            return load_allow_listed(handle, extra=BENCHMARK_GLOBALS)
+    except UnsafePickleError as error:
+        raise UnsafeBenchmarkError(
+            f"refusing to read the benchmark file {path}: it names the Python object {error}, which could run code, "
+            "while NATS-Bench files hold only plain data (dicts, lists, numbers, strings), so this file was not "
+            "written by NATS-Bench; delete it and fetch the benchmark again with `python -m xautodl.bench download`"
+        ) from None
+
+
+@contextlib.contextmanager
+def safe_benchmark_pickles():
+    """Within the block, every benchmark file nats_bench reads goes through `load_benchmark_pickle`."""
+    originals = [module.pickle_load for module in _NATS_LOADERS]
+    for module in _NATS_LOADERS:
+        module.pickle_load = load_benchmark_pickle
+    try:
+        yield
+    finally:
+        for module, original in zip(_NATS_LOADERS, originals):
+            module.pickle_load = original
 
 
 def default_torch_home() -> Path:
@@ -101,7 +151,10 @@ class NatsBenchmark:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         try:
-            self.api = nats_bench.create(str(self.path), "tss", fast_mode=self.path.is_dir(), verbose=False)
+            with safe_benchmark_pickles():
+                self.api = nats_bench.create(str(self.path), "tss", fast_mode=self.path.is_dir(), verbose=False)
+        except XAutoDLError:
+            raise
         except Exception as error:  # nats_bench reports unreadable files with assorted exception types
             raise DataError(f"cannot read the NATS-Bench topology benchmark at {self.path}: {error!r}; "
                             "delete it and fetch it again with `python -m xautodl.bench download`") from error
@@ -124,7 +177,8 @@ class NatsBenchmark:
             raise DataError(f"{arch_str} is not in the benchmark at {self.path}, which holds {len(self)} archs; "
                             "the benchmark files may be incomplete, fetch them again")
         try:
-            datasets = {name: self._dataset_result(index, name, hp) for name in DATASETS}
+            with safe_benchmark_pickles():  # the folder form reads an arch's file on its first look-up
+                datasets = {name: self._dataset_result(index, name, hp) for name in DATASETS}
         except (AssertionError, KeyError, ValueError, OSError, EOFError) as error:
             # nats_bench asserts on a missing per-arch file and raises KeyError for a missing hp or dataset.
             raise DataError(f"the benchmark at {self.path} has no complete {hp}-epoch results for arch {index} "

@@ -55,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = EntryParser(
         prog="basic-main.py", description="Train a NASNet-space network (published or searched genotype).")
     add = parser.add_argument
-    add("--dataset", required=True, choices=DATASETS)
+    add("--dataset", required=True, choices=DATASETS, help="the data trained on (required)")
     add("--model_config", required=True, help="configs/archs/NAS-{CIFAR,IMAGENET}-<genotype or none>.config")
     add("--optim_config", default=None,
         help="configs/opts/NAS-CIFAR.config or NAS-IMAGENET.config (default: the one matching the arch config)")
-    add("--genotype", "--extra_model_path", dest="genotype", default=None,
+    add("--genotype", "--extra_model_path", dest="genotype", default=None, type=genotype_argument,
         help="genotype for a 'none' arch config (or replacing the config's): a published name "
              f"({', '.join(PUBLISHED_GENOTYPES)}), a genotype JSON file, a search or training checkpoint of this "
              "tool, a search summary JSON, or the printed genotype")
@@ -72,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(parser)
     add_speed_flags(parser)
     return parser
+
+
+def genotype_argument(text: str) -> str:
+    """argparse type of --genotype: the text as given, but an existing file must be a checkpoint or UTF-8 text
+    (a binary file would otherwise fail deep inside the genotype parser)."""
+    path = Path(text).expanduser()
+    if "\n" in text or not path.is_file():
+        return text
+    try:
+        if not _is_torch_file(path):
+            path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"{text} is a binary file, not a genotype (byte {error.start} is not UTF-8 text); give a published name, "
+            "a genotype JSON or text file, or a checkpoint of this tool") from None
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {error.strerror or error}") from None
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------- genotype

@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help="fetch a benchmark archive with gdown and unpack it")
     download.add_argument("--space", default="tss", choices=sorted(ARCHIVES), help="tss: topology (default); sss: size")
     download.add_argument("--torch_home", default=None, help="destination folder (default: $TORCH_HOME, else ~/.torch)")
+    download.add_argument("--sha256", default=None,
+                          help="SHA-256 the archive must have (NATS-Bench publishes none; pass one you trust)")
     return parser
 
 
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "query":
         _query(args.arch, args.hp, args.path)
     else:
-        download_benchmark(args.space, args.torch_home)
+        download_benchmark(args.space, args.torch_home, args.sha256)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from ..runtime.distributed import broadcast_object, distributed_job, per_process
 from ..runtime.device import cpu_reason
 from ..runtime.epochs import CHECKPOINT_FOLDER, steps_per_epoch
 from ..runtime.resume import seed_to_run
-from ..runtime.flags import EntryParser, add_common_flags
+from ..runtime.flags import EntryParser, add_common_flags, non_negative_float, positive_float, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
 from ..optim.optimizers import build_criterion, build_optimizer
@@ -48,22 +48,23 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     parser = EntryParser(
         prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
     add = parser.add_argument
-    add("--dataset", required=True, choices=SEARCH_DATASETS)
+    add("--dataset", required=True, choices=SEARCH_DATASETS, help="the data searched on (required)")
     add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],
         help="the space: nas-bench-201 (default), or nasnet (alias darts), which is also what --model_config selects")
-    add("--max_nodes", type=int, default=None, help="NAS-Bench-201 cell nodes (default 4)")
-    add("--channel", type=int, default=None, help="NAS-Bench-201 supernet channels (default 16)")
-    add("--num_cells", type=int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
-    add("--track_running_stats", type=int, choices=(0, 1), default=1)
+    add("--max_nodes", type=positive_int, default=None, help="NAS-Bench-201 cell nodes (default 4)")
+    add("--channel", type=positive_int, default=None, help="NAS-Bench-201 supernet channels (default 16)")
+    add("--num_cells", type=positive_int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
+    add("--track_running_stats", type=int, choices=(0, 1), default=1,
+        help="1: the search cells' BatchNorm keeps running statistics; 0: batch statistics only")
     add("--config_path", default=None, help=f"optimisation config (default {spec.default_configs['nas-bench-201']}; "
                                             f"on the NASNet space {spec.default_configs['nasnet']})")
     add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; default on the "
                                              f"NASNet space {spec.default_supernet})")
     if spec.anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
-        add("--tau_max", type=float, default=10.0, help="Gumbel-softmax temperature of the first epoch")
-        add("--tau_min", type=float, default=0.1, help="temperature of the last epoch (annealed linearly)")
-    add("--arch_learning_rate", type=float, default=3e-4)
-    add("--arch_weight_decay", type=float, default=1e-3)
+        add("--tau_max", type=positive_float, default=10.0, help="Gumbel-softmax temperature of the first epoch")
+        add("--tau_min", type=positive_float, default=0.1, help="temperature of the last epoch (annealed linearly)")
+    add("--arch_learning_rate", type=non_negative_float, default=3e-4, help="Adam learning rate of the alphas")
+    add("--arch_weight_decay", type=non_negative_float, default=1e-3, help="Adam weight decay of the alphas")
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
     add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
     add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")

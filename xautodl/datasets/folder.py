@@ -1,11 +1,13 @@
 """User images: `root/train/<class>/*` and `root/val/<class>/*`, decoded once into uint8 tensors of one size."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from xautodl.datasets.roots import unreadable_message
 from xautodl.datasets.tensors import ImageTensors
 from xautodl.errors import DataError
 
@@ -25,7 +27,10 @@ def folder_class_names(root: Path) -> list[str]:
     train = root / "train"
     if not train.is_dir():
         raise DataError(f"image folder {train} does not exist: {_layout_hint(root)}")
-    classes = sorted(entry.name for entry in train.iterdir() if entry.is_dir())
+    try:
+        classes = sorted(entry.name for entry in train.iterdir() if entry.is_dir())
+    except PermissionError:
+        raise DataError(unreadable_message(train)) from None
     if not classes:
         raise DataError(f"image folder {train} has no class sub-folders: {_layout_hint(root)}")
     return classes
@@ -36,8 +41,17 @@ def _decode(path: Path, image_size: int) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
+        with warnings.catch_warnings():
+            # PIL only warns between its pixel limit and twice it; an image that large is refused either way.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"image {path} has more pixels than PIL's decompression-bomb limit "
+                        f"({Image.MAX_IMAGE_PIXELS} pixels): a dataset image that large is damaged or crafted to "
+                        "exhaust memory; remove it, or shrink it to the size you train at") from None
+    except PermissionError:
+        raise DataError(unreadable_message(path)) from None
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(f"cannot decode image {path} ({exc}); remove or replace it") from exc
     return np.asarray(ImageOps.fit(rgb, (image_size, image_size), method=Image.Resampling.BILINEAR))

@@ -7,7 +7,7 @@ from xautodl.datasets.digits import load_digits_split
 from xautodl.datasets.folder import load_image_folder
 from xautodl.datasets.info import FOLDER_IMAGE_SIZE, dataset_info
 from xautodl.datasets.pickled import load_cifar, load_imagenet16
-from xautodl.datasets.roots import data_root
+from xautodl.datasets.roots import data_root, unreadable_message
 from xautodl.datasets.tensors import ImageTensors
 from xautodl.errors import DataError
 
@@ -38,8 +38,11 @@ def load_images(
             "get_train_test_loaders, not by load_images"
         )
     root = data_root(name, data_path)
-    if name in ("cifar10", "cifar100"):
-        return load_cifar(name, split, root, download)
-    if name == "ImageNet16-120":
-        return load_imagenet16(split, root)
-    return load_image_folder(root, split, image_size)
+    try:
+        if name in ("cifar10", "cifar100"):
+            return load_cifar(name, split, root, download)
+        if name == "ImageNet16-120":
+            return load_imagenet16(split, root)
+        return load_image_folder(root, split, image_size)
+    except PermissionError as error:  # a folder that cannot be listed or entered, a file that cannot be opened
+        raise DataError(unreadable_message(error.filename or root)) from None

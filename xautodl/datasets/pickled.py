@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xautodl.datasets.roots import locate
+from xautodl.datasets.roots import locate, unreadable_message
 from xautodl.datasets.tensors import ImageTensors
 from xautodl.errors import DataError
 
@@ -69,23 +69,45 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds numpy arrays, numpy scalars and built-in containers."""
+class AllowListUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds built-in containers and only the globals in `allowed`; any other global (a class, or
+    a function such as os.system that a crafted pickle would call) raises UnsafePickleError naming it."""
+
+    def __init__(self, file, allowed: dict[tuple[str, str], object], **kwargs) -> None:
+        super().__init__(file, **kwargs)
+        self.allowed = allowed
 
     def find_class(self, module: str, name: str) -> object:
-        allowed = _allowed_globals()
-        if (module, name) not in allowed:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: data files may only hold arrays")
-        return allowed[(module, name)]
+        if (module, name) not in self.allowed:
+            raise UnsafePickleError(f"{module}.{name}")
+        return self.allowed[(module, name)]
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global outside the allow-list; `str()` is the global's dotted name."""
+
+
+def load_allow_listed(file, extra: dict[tuple[str, str], object] | None = None, **kwargs) -> object:
+    """Unpickle `file` (a binary file object) allowing numpy arrays and scalars, built-in containers and the
+    globals in `extra`; UnsafePickleError for anything else. `kwargs` go to pickle.Unpickler (e.g. encoding)."""
+    allowed = {**_allowed_globals(), **(extra or {})}
+    return AllowListUnpickler(file, allowed, **kwargs).load()
 
 
 def read_pickle(path: Path) -> dict:
     """The dict stored in a data pickle, keys as str; DataError naming the file when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            content = _ArrayUnpickler(f, encoding="latin1").load()
+            content = load_allow_listed(f, encoding="latin1")
+    except UnsafePickleError as exc:
+        raise DataError(
+            f"data file {path} is corrupt or not a dataset pickle (refusing to load {exc}: data files may only hold "
+            "arrays); replace it with a fresh copy"
+        ) from exc
+    except PermissionError:
+        raise DataError(unreadable_message(path)) from None
     except OSError as exc:
-        raise DataError(f"cannot read data file {path}: {exc}") from exc
+        raise DataError(f"cannot read data file {path}: {exc.strerror or exc}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise DataError(
             f"data file {path} is corrupt or not a dataset pickle ({exc}); replace it with a fresh copy"

@@ -38,10 +38,19 @@ def data_root(name: str, data_path: str | os.PathLike | None) -> Path:
     return Path(torch_home).expanduser() / TORCH_HOME_FOLDERS[name]
 
 
+def unreadable_message(path: str | os.PathLike) -> str:
+    """One line for data that exists but that this user may not read."""
+    return (f"cannot read {path}: permission denied; give your user read access to the data (chmod -R u+rX on its "
+            "folder) or copy it to a folder you can read, and pass --data_path")
+
+
 def locate(candidates: list[Path], marker: str) -> Path:
     """The first of `candidates` that holds the file `marker`; the first candidate (the place error messages name)
-    when none does. Lets users point --data_path at either the parent folder or the dataset's own folder."""
+    when none does. Lets users point --data_path at either the parent folder or the dataset's own folder.
+    A candidate folder this user may not list or enter is a DataError saying so (not "missing")."""
     for folder in candidates:
+        if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+            raise DataError(unreadable_message(folder))
         if (folder / marker).is_file():
             return folder
     return candidates[0]

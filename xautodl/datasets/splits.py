@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from xautodl.config_utils import load_config, package_config_dir
+from xautodl.config_utils.loader import SPLIT_FILE
 from xautodl.datasets.loading import load_images
 from xautodl.datasets.tensors import ImageTensors
 from xautodl.errors import DataError
@@ -34,7 +35,7 @@ def shipped_split_file(name: str) -> Path:
 
 def read_split(path: PathLike, keys: tuple[str, ...]) -> dict[str, list[int]]:
     """The index lists `keys` of a split file; DataError naming the file when one is missing or not integers."""
-    config = load_config(path)
+    config = load_config(path, kind=SPLIT_FILE)
     missing = [key for key in keys if key not in config]
     if missing:
         raise DataError(

@@ -7,27 +7,36 @@ complete file. Reading never unpickles arbitrary objects: a checkpoint from else
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
 from xautodl.errors import CheckpointError
-from xautodl.runtime.serialization import fsync_folder, give_default_mode
+from xautodl.runtime.serialization import (
+    fsync_folder,
+    give_default_mode,
+    make_temporary,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 
 CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema_version"
 PREVIOUS_SUFFIX = ".prev"
 DAMAGED_SUFFIX = ".damaged"
-# How torch's weights-only unpickler names a class or function it will not import.
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# How torch's weights-only unpickler names a class or function it will not import: "Unsupported global: GLOBAL
+# x.Y was not an allowed global" for an unlisted class, "Trying to load unsupported GLOBAL posix.system whose module
+# posix is blocked" for a blocked module (torch 2.6+).
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
 _LEAF_TYPES = (type(None), bool, int, float, str, torch.Tensor, torch.dtype, torch.device)
 _CONTAINER_TYPES = (dict, OrderedDict, list, tuple, torch.Size)
@@ -35,6 +44,11 @@ _CONTAINER_TYPES = (dict, OrderedDict, list, tuple, torch.Size)
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that can only be read by unpickling arbitrary objects, which could run code."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """A readable checkpoint of another kind of run or another run's settings: its `.prev` is that run's too, so it
+    is never a reason to fall back to it."""
 
 
 class SupportsLog(Protocol):
@@ -61,7 +75,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(target)
+        remove_stale_temporaries(target.parent, (target.name, previous_path(target).name))
         tmp = _write_verified_temporary(target, payload)
         try:
             if target.exists():
@@ -72,11 +86,39 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
             raise
         fsync_folder(target.parent)
     except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise CheckpointError(
+                f"cannot write checkpoint {target}: no space left on the device ({_free_space(target.parent)} free "
+                f"in {target.parent}; the checkpoint needs about {_size(_tensor_bytes(payload))}); free "
+                "some space and re-run: the previous checkpoint is kept"
+            ) from None
         raise CheckpointError(
             f"cannot write checkpoint {target}: {err.strerror or err}; check that {target.parent} is writable "
             "and the disk is not full"
-        ) from err
+        ) from None
     return target
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return _size(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown space"
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{max(1, round(count / 2**10))} KiB"
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a plain-data state (what dominates its file size)."""
+    if isinstance(value, torch.Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -114,20 +156,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return state
 
 
-def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None = None) -> dict[str, Any] | None:
+def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None = None,
+                           check: Callable[[Path, dict], None] | None = None) -> dict[str, Any] | None:
     """The state to resume from: `path`, else `<path>.prev` when `path` is missing or damaged, else None.
 
+    `check(file, state)` judges a loaded state: a CheckpointError from it makes the file unusable like damaged
+    bytes do (e.g. fields this tool never writes); an UnsafeCheckpointError or ForeignCheckpointError stops at once.
     None means neither file exists, so the run starts from scratch. When files exist but none loads this raises
     CheckpointError: starting over would overwrite earlier results without anyone noticing.
     """
     main, previous = Path(path), previous_path(path)
     if not main.exists() and not previous.exists():
         return None
+
+    def load(file: Path) -> dict[str, Any]:
+        state = load_checkpoint(file)
+        if check is not None:
+            check(file, state)
+        return state
+
     main_problem = "it does not exist"
     if main.exists():
         try:
-            return load_checkpoint(main)
-        except UnsafeCheckpointError:
+            return load(main)
+        except (UnsafeCheckpointError, ForeignCheckpointError):
             raise
         except CheckpointError as err:
             main_problem = str(err)
@@ -137,7 +189,9 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"{main} to start this run from scratch."
         )
     try:
-        state = load_checkpoint(previous)
+        state = load(previous)
+    except (UnsafeCheckpointError, ForeignCheckpointError):
+        raise
     except CheckpointError as err:
         raise CheckpointError(
             f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "
@@ -195,8 +249,7 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(name)
+    fd, tmp = make_temporary(target)
     try:
         give_default_mode(fd)
         with os.fdopen(fd, "wb") as handle:
@@ -214,18 +267,13 @@ def _write_verified_temporary(target: Path, payload: dict[str, Any]) -> Path:
 def _keep_as_previous(target: Path) -> None:
     """Make `<target>.prev` a copy of `target` without a moment where `target` is missing."""
     previous = previous_path(target)
-    staging = target.with_name(f".{previous.name}.{os.getpid()}.tmp")
-    staging.unlink(missing_ok=True)
+    staging = target.with_name(f"{temporary_prefix(previous)}{secrets.token_hex(4)}.tmp")
     try:
         os.link(target, staging)
     except OSError:
         # Filesystems without hard links get a copy; slower, same guarantee.
         shutil.copyfile(target, staging)
     os.replace(staging, previous)
-
-
-def _remove_stale_temporaries(target: Path) -> None:
-    """Delete temporary files left by writers of this checkpoint that were killed mid-write."""
-    for pattern in (f".{target.name}.*.tmp", f".{previous_path(target).name}.*.tmp"):
-        for leftover in target.parent.glob(pattern):
-            leftover.unlink(missing_ok=True)
+    # rename() does nothing when both names already link the same file (`.prev` kept by a write that was killed
+    # right after), which would leave the staging name behind.
+    staging.unlink(missing_ok=True)

@@ -9,7 +9,9 @@ its `best_key` is the score maximised, e.g. the valid accuracy). The skeleton ow
   `total_epochs`, `finished`, one entry per stateful object, `rng`, `history`, `best`, plus the loop's `extra_state`;
 - resume from the last complete epoch (`<last>.prev` when the last is damaged), refusing a checkpoint of another
   kind or identity with a message saying what differs;
-- the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar.
+- the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar;
+- one process per run: the loop holds an OS lock on `<last>.lock` from its construction to the end of `fit()`
+  (see `runtime.runlock`); a second process on the same run stops at once, before it logs or writes anything.
 """
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError, TrainingError
-from .checkpoint import load_resume_checkpoint, previous_path, save_checkpoint
+from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
+from .distributed import broadcast_object
+from .flags import resume_with_new_settings
 from .logger import RunLogger
+from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
 CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
+# Optimizer entries that choose an implementation, not the optimisation; "lr" follows the schedule (its start,
+# "initial_lr", is compared instead when the run has a schedule).
+_IMPLEMENTATION_KEYS = frozenset({"params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,19 @@ def move_old_checkpoint(old: Path, new: Path) -> None:
             source.rename(target)
 
 
+def optimizer_settings(key: str, param_groups: list[dict]) -> dict[str, Any]:
+    """The hyperparameters of an optimizer's param groups as flat settings: `<key>.<name>` (`<key>[i].<name>` with
+    several groups); the start LR (`initial_lr`, set by the schedule) stands for the LR."""
+    settings = {}
+    for index, group in enumerate(param_groups):
+        owner = key if len(param_groups) == 1 else f"{key}[{index}]"
+        settings[f"{owner}.lr"] = group.get("initial_lr", group.get("lr"))
+        for name, value in group.items():
+            if name not in _IMPLEMENTATION_KEYS:
+                settings[f"{owner}.{name}"] = list(value) if isinstance(value, tuple) else value
+    return settings
+
+
 def steps_per_epoch(loader: Any, limit_batches: int = 0) -> int:
     """The steps an epoch takes: the loader's length, or `limit_batches` when that is positive and smaller."""
     steps = len(loader)
@@ -95,6 +116,21 @@ class EpochLoop:
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, self.best_key: -1.0}
         self.start_epoch = 0
+        self.settings_change: dict[str, list] = {}  # name -> [checkpoint's value, this command's], on resume
+        self._lock = self._take_run_lock()
+
+    def _take_run_lock(self) -> Path | None:
+        """The main process locks the run; every process stops with the same line when another process holds it."""
+        lock, refusal = None, None
+        if self.is_main:
+            try:
+                lock = hold_run_lock(lock_path(self.last_path), self.last_path.parent.parent)
+            except RunBusyError as error:
+                refusal = str(error)
+        refusal = broadcast_object(refusal)
+        if refusal is not None:
+            raise RunBusyError(refusal)
+        return lock
 
     # ------------------------------------------------------------------------------------ what a loop supplies
     def stateful(self) -> dict[str, Any]:
@@ -135,15 +171,40 @@ class EpochLoop:
             "rng": capture_rng_state(),
             "history": self.history,
             "best": self.best,
+            "settings": self.run_settings(),
             **self.extra_state(),
         }
 
+    def run_settings(self) -> dict[str, Any]:
+        """The optimisation settings a resumed run must share (unless --resume_with_new_settings): every
+        optimizer's hyperparameters (its start LR, momentum, weight decay, betas, ...), the schedule's warmup and
+        final LR and the loop's tau range. The epochs are not among them: more epochs extend a run."""
+        settings: dict[str, Any] = {}
+        for key, obj in self.stateful().items():
+            if isinstance(obj, torch.optim.Optimizer):
+                settings.update(optimizer_settings(key, obj.state_dict()["param_groups"]))
+        schedule = getattr(self, "schedule", None)
+        if schedule is not None:
+            settings.update({"schedule.warmup": schedule.warmup, "schedule.eta_min": schedule.eta_min})
+        tau_range = getattr(self, "tau_range", None)
+        if tau_range is not None:
+            settings.update({"tau_max": float(tau_range[0]), "tau_min": float(tau_range[1])})
+        return settings
+
+    def _stored_settings(self, state: dict) -> dict[str, Any]:
+        """`run_settings()` as the checkpoint's run had them (older checkpoints: their optimizers' only)."""
+        stored = dict(state.get("settings") or {})
+        for key, obj in self.stateful().items():
+            groups = (state.get(key) or {}).get("param_groups") if isinstance(obj, torch.optim.Optimizer) else None
+            if isinstance(groups, list):
+                stored.update(optimizer_settings(key, groups))
+        return stored
+
     def resume(self) -> bool:
         """Load the last complete epoch's checkpoint if there is one; True when resumed."""
-        state = load_resume_checkpoint(self.last_path, logger=self.logger)
+        state = load_resume_checkpoint(self.last_path, logger=self.logger, check=self._check_resumable)
         if state is None:
             return False
-        self._check_same_run(state)
         done = int(state["epoch"]) + 1
         if done > self.total_epochs:
             raise CheckpointError(f"{self.last_path} already holds {done} epochs, more than the {self.total_epochs} "
@@ -158,19 +219,94 @@ class EpochLoop:
         self.history, self.best = list(state["history"]), dict(state["best"])
         self.start_epoch = int(state["epoch"]) + 1
         self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
+        if self.settings_change:
+            self._apply_new_optimizer_settings()
+            changes = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in sorted(self.settings_change.items()))
+            self.logger.log(f"continuing with new settings (--resume_with_new_settings): {changes}")
         return True
+
+    def _check_resumable(self, file: Path, state: dict) -> None:
+        """ForeignCheckpointError for another run's checkpoint; CheckpointError for fields this tool never writes
+        (a tampered or foreign file: the caller then tries `.prev`)."""
+        self._check_same_run(state)
+        problem = self._unwritten_fields(state)
+        if problem:
+            raise CheckpointError(f"checkpoint {file} is not one this tool wrote ({problem})")
+        self._check_same_settings(state)
+
+    def _check_same_settings(self, state: dict) -> None:
+        """ForeignCheckpointError naming every optimisation setting that differs, unless the command line asked to
+        continue with the new ones (then they are kept in `settings_change`)."""
+        current, stored = self.run_settings(), self._stored_settings(state)
+        changed = {name: [stored[name], value] for name, value in current.items()
+                   if name in stored and stored[name] != value}
+        if not changed:
+            return
+        if not resume_with_new_settings():
+            listed = "; ".join(f"{name} {old} (checkpoint) vs {new} (this command)" for name, (old, new)
+                               in sorted(changed.items()))
+            raise ForeignCheckpointError(
+                f"{self.last_path} was trained with other settings: {listed}; pass another --save_dir or seed to "
+                f"start a new run, or --resume_with_new_settings to continue this one with the new settings (the "
+                f"change is recorded in its history)")
+        self.settings_change = changed
+
+    def _unwritten_fields(self, state: dict) -> str | None:
+        """What in `state` no `state_dict` of this skeleton writes, or None."""
+        epoch, total = state.get("epoch"), state.get("total_epochs", self.total_epochs)
+        if type(epoch) is not int or epoch < 0:
+            return f"its epoch is {epoch!r}, not an epoch number"
+        if type(total) is not int or epoch >= total:
+            return f"its epoch {epoch + 1} lies beyond its total of {total!r} epochs"
+        if "finished" in state and state["finished"] is not (epoch + 1 >= total):
+            return f"it says finished={state['finished']!r} after epoch {epoch + 1} of {total}"
+        history = state.get("history")
+        if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+            return f"its history is {type(history).__name__} {str(history)[:60]}, not a list of epoch entries"
+        if state.get("schema") == SCHEMA_VERSION and len(history) != epoch + 1:
+            return f"its history holds {len(history)} epochs, its epoch counter {epoch + 1}"
+        for key in ("best", "rng"):
+            if not isinstance(state.get(key), dict):
+                return f"its {key} is {type(state.get(key)).__name__}, not a dict"
+        model = self.stateful().get("model")
+        stored = state.get("model")
+        if model is not None:
+            if not isinstance(stored, dict):
+                return f"its model is {type(stored).__name__}, not a state dict"
+            own = model.state_dict()
+            for name, tensor in stored.items():
+                if not isinstance(tensor, torch.Tensor):
+                    return f"its model entry {name} is {type(tensor).__name__}, not a tensor"
+                if name in own and tensor.shape != own[name].shape:
+                    return (f"its {name} has shape {list(tensor.shape)} where the network this run's settings build "
+                            f"has {list(own[name].shape)}")
+        return None
+
+    def _apply_new_optimizer_settings(self) -> None:
+        """Loading an optimizer's state brought the checkpoint's hyperparameters back: put this command's in."""
+        for key, obj in self.stateful().items():
+            if not isinstance(obj, torch.optim.Optimizer):
+                continue
+            for index, group in enumerate(obj.param_groups):
+                for name, (_, new) in self.settings_change.items():
+                    owner, _, hyper = name.rpartition(".")
+                    if owner in (key, f"{key}[{index}]"):
+                        group["initial_lr" if hyper == "lr" and "initial_lr" in group else hyper] = (
+                            tuple(new) if isinstance(group.get(hyper), tuple) else new)
 
     def _check_same_run(self, state: dict) -> None:
         if state.get("kind") != self.kind:
-            raise CheckpointError(f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; "
-                                  f"use another output directory (--save_dir) or move the file away")
+            raise ForeignCheckpointError(
+                f"{self.last_path} is a {state.get('kind')} checkpoint, not a {self.kind} one; use another output "
+                f"directory (--save_dir) or move the file away")
         stored = {**state.get("meta", {}), **state}  # schema 1 kept a training run's identity under "meta"
         differing = sorted(key for key, value in self.identity.items() if key in stored and stored[key] != value)
         if differing:
             found = ", ".join(f"{key}={stored[key]}" for key in differing)
             wanted = ", ".join(f"{key}={self.identity[key]}" for key in differing)
-            raise CheckpointError(f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); "
-                                  f"use another output directory (--save_dir) or move the file away")
+            raise ForeignCheckpointError(
+                f"{self.last_path} belongs to another run ({found}), not to this one ({wanted}); use another output "
+                f"directory (--save_dir) or move the file away")
 
     def _load_model(self, model: torch.nn.Module, model_state: dict) -> None:
         try:
@@ -214,19 +350,30 @@ class EpochLoop:
                                 f"{self._good_checkpoint()}. Try a smaller learning rate.")
 
     def _good_checkpoint(self) -> str:
-        """Where a re-run resumes from: the last complete epoch's checkpoint, or none yet."""
-        if self.history:
-            return (f"the last good checkpoint, {self.last_path} (epoch {len(self.history)}), is kept and a re-run "
-                    f"resumes from it")
-        return "there is no good checkpoint yet (this was the run's first epoch)"
+        """Where a re-run resumes from: the last complete epoch's checkpoint (`.prev` when this run resumed from it
+        and the last one was moved aside as damaged), or none yet."""
+        kept = next((path for path in (self.last_path, previous_path(self.last_path)) if path.is_file()), None)
+        if self.history and kept is not None:
+            return f"the last good checkpoint, {kept} (epoch {len(self.history)}), is kept and a re-run resumes from it"
+        return "there is no good checkpoint yet" + ("" if self.history else " (this was the run's first epoch)")
 
     def fit(self) -> list[dict]:
-        """Resume, then run, record and checkpoint the remaining epochs; returns the history."""
+        """Resume, then run, record and checkpoint the remaining epochs; returns the history. The run's lock is
+        given back at the end, however `fit` ends."""
+        try:
+            return self._fit()
+        finally:
+            if self._lock is not None:
+                release_run_lock(self._lock)
+
+    def _fit(self) -> list[dict]:
         self.resume()
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
             self.check_finite(metrics, epoch)
             entry = self.record(metrics)
+            if self.settings_change and epoch == self.start_epoch:
+                entry = {**entry, "settings_changed": {name: list(pair) for name, pair in self.settings_change.items()}}
             self.history.append(entry)
             self.on_epoch_end(epoch)
             candidate = self.best_entry(epoch, entry)

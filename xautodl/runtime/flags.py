@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from typing import NoReturn
 
 
@@ -9,12 +11,46 @@ from typing import NoReturn
 EXIT_BAD_FLAGS = 2
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """`--help` shows every flag's default after its description, unless the description already states it or
+    there is none to state (None, a switch that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or "default" in text.lower()):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# What the last command line parsed by an EntryParser said about --resume_with_new_settings: the epoch skeleton
+# reads it (runtime.epochs), so that every entry point honours the flag without passing it down by hand.
+_PARSED = {"resume_with_new_settings": False}
+
+
+def resume_with_new_settings() -> bool:
+    """Whether the command line asked to continue a run whose settings changed (--resume_with_new_settings)."""
+    return _PARSED["resume_with_new_settings"]
+
+
 class EntryParser(argparse.ArgumentParser):
     """ArgumentParser whose flag errors are one line on stderr, like every other user error, instead of the whole
-    usage text (the entry points have dozens of flags that would bury the line saying what was wrong)."""
+    usage text (the entry points have dozens of flags that would bury the line saying what was wrong), and whose
+    `--help` shows every flag's default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        _PARSED["resume_with_new_settings"] = bool(getattr(parsed, "resume_with_new_settings", False))
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n")
+        # Under torchrun every rank parses the same command line: only global rank 0 says what was wrong.
+        rank_zero = os.environ.get("RANK", "0") in ("", "0")
+        self.exit(EXIT_BAD_FLAGS, f"error: {message} (see {self.prog} --help)\n" if rank_zero else None)
 
 
 def positive_int(text: str) -> int:
@@ -39,11 +75,38 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (temperatures)."""
+    value = _finite_float(text, "a positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (learning rates, weight decays)."""
+    value = _finite_float(text, "a number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     """--epochs, --batch_size, --limit_batches, --device, --data_path, --download, --workers, --quiet, --print_freq."""
     add = parser.add_argument
-    add("--epochs", type=positive_int, default=None, help="override the config's epochs")
-    add("--batch_size", type=positive_int, default=None, help="override the config's batch size")
+    add("--epochs", type=positive_int, default=None, help="override the config's epochs (default: the config's)")
+    add("--batch_size", type=positive_int, default=None,
+        help="override the config's batch size, the total over all processes (default: the config's)")
     add("--limit_batches", type=int, default=0, help="stop each epoch after N steps (smoke runs)")
     add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     add("--data_path", default=None, help="data folder (default: derived from $TORCH_HOME)")
@@ -51,3 +114,6 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     add("--workers", type=int, default=4, help="data loading workers (only imagenet-1k reads files per step)")
     add("--quiet", action="store_true", help="no progress bars; plain periodic log lines")
     add("--print_freq", type=int, default=200, help="steps between plain log lines when no progress bar shows")
+    add("--resume_with_new_settings", action="store_true",
+        help="continue a run whose checkpoint was trained with other optimiser settings (config values, arch LR "
+             "and weight decay, tau range), with this command's; the change is recorded in its history")

@@ -7,6 +7,8 @@ import enum
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path, PurePath
 from typing import Any
@@ -87,9 +89,56 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return target
 
 
+# A temporary file names its writer: `.<target>~<host>~<pid>~<random>.tmp`, so that stale ones (their writer died)
+# can be told from one a live writer is filling.
+_TEMPORARY = re.compile(r"\.(?P<target>.+)~(?P<host>[^~/]*)~(?P<pid>\d+)~[^~/]+\.tmp")
+
+
+def _host() -> str:
+    return re.sub(r"[~/\s]", "_", socket.gethostname()) or "host"
+
+
+def temporary_prefix(target: Path) -> str:
+    """The name start of this process's temporary files for `target` (see `remove_stale_temporaries`)."""
+    return f".{target.name}~{_host()}~{os.getpid()}~"
+
+
+def make_temporary(target: Path) -> tuple[int, Path]:
+    """A new temporary file beside `target`, named after this process: (open fd, path)."""
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp", dir=target.parent)
+    return fd, Path(name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(folder: Path, targets: tuple[str, ...] | None = None) -> list[Path]:
+    """Delete the temporary files in `folder` (of the file names `targets`, default all) whose writer is dead: a
+    process of this host that no longer exists. A live writer's file, or another host's, is never touched.
+    Returns the files removed."""
+    removed = []
+    for path in Path(folder).glob(".*~*~*~*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match is None or (targets is not None and match["target"] not in targets):
+            continue
+        if match["host"] == _host() and not _alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def replace_atomically(target: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `target`, fsync it, then rename it over `target`."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = make_temporary(target)
     try:
         give_default_mode(fd)
         with os.fdopen(fd, "wb") as handle:
