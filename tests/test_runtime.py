@@ -550,12 +550,12 @@ def test_channels_last_flag_forms():
 def _entry_parsers():
     import argparse
 
-    from xautodl.commands import basic_main, bench, search, summary, train_a_net
+    from xautodl.commands import basic_main, bench, demo, search, summary, train_a_net
     from xautodl.search.algorithms import ALGORITHMS
 
     parsers = {f"{name}.py": search.build_parser(name) for name in ALGORITHMS}
     parsers.update({"basic-main.py": basic_main.build_parser(), "main.py": train_a_net.build_parser(),
-                    "summary": summary.build_parser()})
+                    "summary": summary.build_parser(), "demo": demo.build_parser()})
     top = bench._parser()
     parsers["bench"] = top
     for action in top._actions:

@@ -273,7 +273,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     schedule = schedule_from_config(optimizer, optim_config)
     settings = training_settings(args, model_config, optim_config, auxiliary, channels_last)
     trainer = Trainer(model, train_loader, {"test": test_loader}, optimizer, schedule, build_criterion(optim_config),
-                      settings, files, meta, logger, best_on="test", is_main=is_main, forward_model=ddp_model)
+                      settings, files, meta, logger, best_on="test", is_main=is_main, forward_model=ddp_model,
+                      allow_new_settings=args.resume_with_new_settings)
 
     logger.log(f"basic-main on {args.dataset} | device {device} x {world_size} process(es) | seed {seed} | "
                f"run dir {save_dir}")

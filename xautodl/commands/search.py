@@ -185,8 +185,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     benchmark = benchmark_lookup(args, space, logger) if is_main else None
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer,
                       limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
-                      is_main=is_main, print_freq=args.print_freq,
-                      channels_last=channels_last)
+                      is_main=is_main, print_freq=args.print_freq, channels_last=channels_last,
+                      allow_new_settings=args.resume_with_new_settings)
     if choice is not None and choice.note:
         logger.log(choice.note)
     _log_start(logger, algorithm, args, device, loader, info, model, config, run_dir, seed, channels_last)

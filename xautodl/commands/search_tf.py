@@ -153,7 +153,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_d
     tau_range = (args.tau_max, args.tau_min) if gdas else None
     loop = TFSearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range,
                         mixer=model.mixer, limit_batches=args.limit_batches, benchmark=benchmark,
-                        progress=not args.quiet, print_freq=args.print_freq)
+                        progress=not args.quiet, print_freq=args.print_freq,
+                        allow_new_settings=args.resume_with_new_settings)
     weights = sum(int(v.shape.num_elements()) for v in model.weights())
     logger.log(f"{algorithm} search (TensorFlow {tf.__version__}) on {args.dataset} | device {device} | seed {seed} | "
                f"run dir {run_dir}")

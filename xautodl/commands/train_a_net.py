@@ -111,7 +111,8 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
                 "C": args.channel, "N": args.num_cells}
     trainer = Trainer(model, train_loader, eval_loaders, optimizer, schedule, build_criterion(config), settings, files,
                       identity, logger, best_on="valid" if "valid" in eval_loaders else "test", is_main=rank == 0,
-                      forward_model=training_module(model, args.compile, world_size, device), keep_best=False)
+                      forward_model=training_module(model, args.compile, world_size, device), keep_best=False,
+                      allow_new_settings=args.resume_with_new_settings)
     loaders = {"train": train_loader, **eval_loaders}
     images = ", ".join(f"{name} {loader.dataset_size}" for name, loader in loaders.items())
     steps = steps_per_epoch(train_loader, args.limit_batches)

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from ..errors import CheckpointError, TrainingError
 from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
 from .distributed import broadcast_object
-from .flags import resume_with_new_settings
 from .logger import RunLogger
 from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
@@ -109,7 +108,8 @@ class EpochLoop:
     best_key = "acc"  # the key of `best` (and of `best_entry`) holding the score the best checkpoint maximises
 
     def __init__(self, last: Path, best: Path | None, total_epochs: int, logger: RunLogger, identity: dict,
-                 is_main: bool = True, limit_batches: int = 0, progress: bool = True, print_freq: int = 0) -> None:
+                 is_main: bool = True, limit_batches: int = 0, progress: bool = True, print_freq: int = 0,
+                 allow_new_settings: bool = False) -> None:
         self.last_path, self.best_path = Path(last), None if best is None else Path(best)
         self.total_epochs, self.logger, self.identity = total_epochs, logger, dict(identity)
         self.is_main, self.limit_batches, self.progress, self.print_freq = is_main, limit_batches, progress, print_freq
@@ -117,6 +117,7 @@ class EpochLoop:
         self.best: dict = {"epoch": -1, self.best_key: -1.0}
         self.start_epoch = 0
         self.settings_change: dict[str, list] = {}  # name -> [checkpoint's value, this command's], on resume
+        self.allow_new_settings = allow_new_settings  # --resume_with_new_settings: continue despite other settings
         self._lock = self._take_run_lock()
 
     def _take_run_lock(self) -> Path | None:
@@ -242,7 +243,7 @@ class EpochLoop:
                    if name in stored and stored[name] != value}
         if not changed:
             return
-        if not resume_with_new_settings():
+        if not self.allow_new_settings:
             listed = "; ".join(f"{name} {old} (checkpoint) vs {new} (this command)" for name, (old, new)
                                in sorted(changed.items()))
             raise ForeignCheckpointError(

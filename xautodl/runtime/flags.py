@@ -23,16 +23,6 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-# What the last command line parsed by an EntryParser said about --resume_with_new_settings: the epoch skeleton
-# reads it (runtime.epochs), so that every entry point honours the flag without passing it down by hand.
-_PARSED = {"resume_with_new_settings": False}
-
-
-def resume_with_new_settings() -> bool:
-    """Whether the command line asked to continue a run whose settings changed (--resume_with_new_settings)."""
-    return _PARSED["resume_with_new_settings"]
-
-
 class EntryParser(argparse.ArgumentParser):
     """ArgumentParser whose flag errors are one line on stderr, like every other user error, instead of the whole
     usage text (the entry points have dozens of flags that would bury the line saying what was wrong), and whose
@@ -41,11 +31,6 @@ class EntryParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
-
-    def parse_known_args(self, args=None, namespace=None):
-        parsed, extras = super().parse_known_args(args, namespace)
-        _PARSED["resume_with_new_settings"] = bool(getattr(parsed, "resume_with_new_settings", False))
-        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         # Under torchrun every rank parses the same command line: only global rank 0 says what was wrong.

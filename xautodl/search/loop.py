@@ -79,8 +79,9 @@ class SearchLoop(EpochLoop):
                  run: SearchRun, logger: RunLogger, total_epochs: int, tau_range: tuple[float, float] | None = None,
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
                  progress: bool = True, is_main: bool = True, print_freq: int = 0,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, allow_new_settings: bool = False) -> None:
         super().__init__(run.files.last, run.files.best, total_epochs, logger, run.identity(), is_main=is_main,
+                         allow_new_settings=allow_new_settings,
                          limit_batches=limit_batches, progress=progress, print_freq=print_freq)
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
         self.run = run

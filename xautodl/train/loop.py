@@ -60,8 +60,10 @@ class Trainer(EpochLoop):
     def __init__(self, model: nn.Module, train_loader, eval_loaders: dict[str, Iterable], optimizer: torch.optim.Optimizer,
                  schedule: CosineWithWarmup, criterion: Callable, settings: TrainSettings, files: RunFiles,
                  identity: dict, logger: RunLogger, best_on: str | None = None, is_main: bool = True,
-                 forward_model: nn.Module | None = None, keep_best: bool = True) -> None:
+                 forward_model: nn.Module | None = None, keep_best: bool = True,
+                 allow_new_settings: bool = False) -> None:
         super().__init__(files.last, files.best if keep_best else None, settings.total_epochs, logger, identity,
+                         allow_new_settings=allow_new_settings,
                          is_main=is_main, limit_batches=settings.limit_batches, progress=settings.progress,
                          print_freq=settings.print_freq)
         self.model, self.train_loader, self.eval_loaders, self.files = model, train_loader, eval_loaders, files
