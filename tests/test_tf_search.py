@@ -43,7 +43,9 @@ def tiny(data, save_dir, epochs: int = 2, seed: int = 5, extra=()) -> list[str]:
 
 
 def snapshot(folder) -> dict:
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every result file under `folder` (the run lock, which each attempt takes and stamps with its PID, aside)."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".lock"}
 
 
 def fake_benchmark(args, space, logger):
@@ -68,7 +70,8 @@ def test_a_two_epoch_search_writes_the_files_and_keys_of_the_pytorch_search(data
     assert log.count("genotype: |") == 3 and "GDAS search (TensorFlow" in log  # 2 epochs + the final line
     assert log.count("benchmark: cifar10 test") == 2  # the per-epoch NATS-Bench look-up
     assert [h["benchmark"]["arch"] for h in summary["history"]] == [h["genotype"] for h in summary["history"]]
-    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert list((run_dir / "tensorboard" / "seed-5").glob("events.out.tfevents.*")), "one TensorBoard run per seed"
+    assert "to train the final genotype (epoch 2, the one reported)" in log
     written = json.loads((run_dir / "seed-5-summary.json").read_text())
     assert written["final_genotype"] == summary["final_genotype"] == summary["history"][-1]["genotype"]
     assert [h["tau"] for h in written["history"]] == pytest.approx([10.0, 0.1])
@@ -138,13 +141,20 @@ def test_darts_mode_mixes_with_softmax_and_has_its_own_default_folder(data, monk
 
 @pytest.mark.parametrize("extra, message", [
     (["--tau_max", "-1"], "only when both are -1"),
-    (["--tau_min", "0"], "positive temperatures"),
     (["--amp", "bf16"], "--amp do(es) not apply to the TensorFlow search"),
     (["--search_space_name", "darts"], "--search_space_name darts do(es) not apply"),
 ])
 def test_flags_that_do_not_apply_are_refused(data, tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         search_tf.parse_args(tiny(data, tmp_path / "run", extra=extra))
+
+
+def test_a_temperature_that_is_neither_positive_nor_minus_one_is_a_flag_error(data, tmp_path, capsys):
+    for value in ("0", "nan", "-2"):
+        with pytest.raises(SystemExit) as exit_info:
+            search_tf.parse_args(tiny(data, tmp_path / "run", extra=["--tau_min", value]))
+        assert exit_info.value.code == 2
+        assert "argument --tau_min: expected a positive number" in capsys.readouterr().err
 
 
 def test_devices_map_to_tensorflow_devices():

@@ -17,8 +17,9 @@ import torch
 from ..config_utils import load_config
 from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
+from ..runtime.flags import positive_float
 from ..runtime import RunLogger, main_guard, seed_everything, to_plain
-from ..runtime.epochs import CHECKPOINT_FOLDER
+from ..runtime.epochs import CHECKPOINT_FOLDER, steps_per_epoch
 from ..runtime.resume import seed_to_run
 from ..optim.schedules import schedule_from_config
 from ..search.loop import SearchLoop, SearchRun
@@ -37,7 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = search.build_parser("GDAS")
     parser.description = ("GDAS architecture search on the NAS-Bench-201 space in TensorFlow; --tau_max -1 "
                           "--tau_min -1 runs DARTS-V1 (softmax mixing) instead.")
+    for action in parser._actions:  # the one change to the shared flags: -1 also means "DARTS-V1"
+        if action.dest in ("tau_max", "tau_min"):
+            action.type = temperature_or_darts
+            action.help += "; -1 (both): DARTS-V1"
     return parser
+
+
+def temperature_or_darts(text: str) -> float:
+    """argparse type: a positive temperature, or -1 (with both --tau_max and --tau_min: DARTS-V1)."""
+    return DARTS_TAU if text.strip() in ("-1", "-1.0") else positive_float(text)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, str]:
@@ -112,16 +122,17 @@ def run(argv: Sequence[str] | None = None) -> dict:
     config = load_config(args.config_path, overrides=overrides)
     run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args)
     search._check_writable(run_dir)
-    seed = seed_everything(seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER))
+    choice = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER)
+    seed = seed_everything(choice.seed)
     # The data stay with PyTorch on the host (uint8, augmented batch-wise there); the steps receive each batch.
     loader, info = get_search_loader(args.dataset, int(config.batch_size), torch.device("cpu"), seed,
                                      data_path=args.data_path, split_file=args.split_file, download=args.download)
     require_tensorflow()
-    return _search(algorithm, args, select_tf_device(args.device), config, run_dir, seed, loader, info)
+    return _search(algorithm, args, select_tf_device(args.device), config, run_dir, seed, loader, info, choice.note)
 
 
 def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_dir: Path, seed: int, loader,
-            info) -> dict:
+            info, seed_note: str = "") -> dict:
     import tensorflow as tf
 
     from ..tf.nas201 import TFSupernet
@@ -148,7 +159,10 @@ def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_d
                 "C": args.channel, "N": args.num_cells, "max_nodes": args.max_nodes}
     run_info = SearchRun(run_dir, seed, SPACE, algorithm, args.dataset, dict(to_plain(vars(args)), rand_seed=seed),
                          supernet="tensorflow", settings=settings)
-    logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet)
+    logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet,
+                       tensorboard_dir=run_info.files.tensorboard)
+    if seed_note:
+        logger.log(seed_note)
     benchmark = search.benchmark_lookup(args, SPACE, logger)
     tau_range = (args.tau_max, args.tau_min) if gdas else None
     loop = TFSearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range,
@@ -159,14 +173,14 @@ def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_d
     logger.log(f"{algorithm} search (TensorFlow {tf.__version__}) on {args.dataset} | device {device} | seed {seed} | "
                f"run dir {run_dir}")
     logger.log(f"data: {loader.train.dataset_size} train / {loader.valid.dataset_size} valid images, "
-               f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {len(loader)} search pairs of batch "
-               f"{config.batch_size} per epoch")
+               f"{info.num_classes} classes, {info.image_size}x{info.image_size}; "
+               f"{steps_per_epoch(loader, args.limit_batches)} search pairs of batch {config.batch_size} per epoch")
     tau = f" | tau {args.tau_max} -> {args.tau_min}" if gdas else ""
     logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]} | "
                f"config: {config.to_dict()}{tau} | arch LR {args.arch_learning_rate} wd {args.arch_weight_decay}")
     started = time.time()
     summary = loop.run_search()
-    search._log_end(logger, summary, run_info, time.time() - started)
+    search._log_end(logger, summary, run_info, args, time.time() - started)
     logger.close()
     return summary
 

@@ -164,6 +164,7 @@ class TFSearchModel:
 
     def __init__(self, net: TFSupernet, mixer: GumbelNoise | None) -> None:
         self.net, self.mixer = net, mixer
+        self.op_names = tuple(net.op_names)  # the order of every alpha row (the loop's log and TensorBoard tags)
 
     def weights(self) -> list[tf.Variable]:
         return list(self.net.weight_variables)
