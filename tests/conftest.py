@@ -71,3 +71,18 @@ def echo_python(tmp_path) -> Path:
     fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     fake.chmod(0o755)
     return fake
+
+
+def crash_at_epoch(patch, loop_class: type, method: str, epoch: int = 1):
+    """Make `loop_class.<method>(self, epoch)` raise KeyboardInterrupt when it reaches `epoch` (0-based), as a
+    process killed during that epoch would: the epoch before is then the last complete checkpoint. `patch` is a
+    pytest monkeypatch (or its context); returns the real method."""
+    real = getattr(loop_class, method)
+
+    def crashing(self, current, *args, **kwargs):
+        if current == epoch:
+            raise KeyboardInterrupt
+        return real(self, current, *args, **kwargs)
+
+    patch.setattr(loop_class, method, crashing)
+    return real

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, crash_at_epoch
 from xautodl.runtime.distributed import per_process_batch
 import torch
 
@@ -113,14 +113,7 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
 
 
 def test_interrupted_run_resumes_exactly_and_a_finished_run_is_not_retrained(workspace, monkeypatch):
-    real_train_epoch = Trainer.train_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt  # the process dies during epoch 2: epoch 1's checkpoint is the last complete one
-        return real_train_epoch(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
+    real_train_epoch = crash_at_epoch(monkeypatch, Trainer, "train_epoch", 1)  # epoch 1's checkpoint is the last
     with pytest.raises(KeyboardInterrupt):
         basic_main(workspace / "resumed", workspace / "gdas.config", seed=-1)
     (checkpoint,) = (workspace / "resumed" / "checkpoint").glob("seed-*-basic.pth")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import fakedata
+from conftest import crash_at_epoch
 from test_bench import write_benchmark_folder
 from conftest import REPO
 from xautodl.datasets import load_images
@@ -51,15 +52,8 @@ def train(tmp_path, *extra: str, datasets=SETTINGS, epochs: int = 1) -> dict:
 
 def train_interrupted_in_the_second_epoch(tmp_path, monkeypatch) -> None:
     """A 2-epoch cifar10 run that dies (KeyboardInterrupt) in its second epoch, after the first one's checkpoint."""
-    real_train_epoch = Trainer.train_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(self, epoch)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "train_epoch", crash_in_second_epoch)
+        crash_at_epoch(patch, Trainer, "train_epoch", 1)
         with pytest.raises(KeyboardInterrupt):
             train(tmp_path, datasets=["cifar10"], epochs=2)
 

@@ -590,3 +590,34 @@ def test_a_checkpoint_writer_never_removes_another_live_writers_temporary(tmp_pa
     save_checkpoint(path, {"epoch": 2})
     assert live.read_bytes() == b"another writer is filling this"
     assert load_checkpoint(path)["epoch"] == 2
+
+
+def test_a_signal_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch):
+    """SIGTERM raised while the temporary file is being written (the handler raises, as main_guard's does) must
+    neither leave the temporary behind nor break the file: the write completes, then the signal arrives."""
+    import signal
+
+    from xautodl.runtime import checkpoint
+
+    class Ended(BaseException):
+        pass
+
+    def raise_ended(signum, frame):
+        raise Ended
+
+    real_write = checkpoint._write_verified_temporary
+
+    def write_then_signal(target, payload):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+        return real_write(target, payload)
+
+    previous = signal.signal(signal.SIGTERM, raise_ended)
+    try:
+        save_checkpoint(tmp_path / "ck.pth", {"epoch": 1})
+        monkeypatch.setattr(checkpoint, "_write_verified_temporary", write_then_signal)
+        with pytest.raises(Ended):
+            save_checkpoint(tmp_path / "ck.pth", {"epoch": 2})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert load_checkpoint(tmp_path / "ck.pth")["epoch"] == 2, "the write completed before the signal"
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary left behind"

@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 
+from conftest import crash_at_epoch
+
 from xautodl.runtime import load_checkpoint
 from xautodl.commands import search as cli
 from xautodl.search.loop import SearchLoop
@@ -60,14 +62,7 @@ def test_same_seed_same_trajectory(tmp_path):
 def test_resume_after_interruption_continues_the_same_trajectory(tmp_path, monkeypatch):
     search(tmp_path, "straight", epochs=3)
 
-    real_run_epoch = SearchLoop.run_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt  # the process dies mid-epoch: epoch 0's checkpoint is the last complete one
-        return real_run_epoch(self, epoch)
-
-    monkeypatch.setattr(SearchLoop, "run_epoch", crash_in_second_epoch)
+    real_run_epoch = crash_at_epoch(monkeypatch, SearchLoop, "run_epoch", 1)  # epoch 0's checkpoint is the last
     with pytest.raises(KeyboardInterrupt):
         search(tmp_path, "resumed", epochs=3)
     assert final_state(tmp_path, "resumed")["epoch"] == 0

@@ -15,7 +15,7 @@ import xautodl.tf  # noqa: F401  first: it loads what must come before TensorFlo
 
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip install -e '.[tf]')")
 
-from conftest import REPO  # noqa: E402
+from conftest import REPO, crash_at_epoch  # noqa: E402
 from fakedata import write_cifar10, write_split_file  # noqa: E402
 from xautodl.commands import search, search_tf  # noqa: E402
 from xautodl.errors import CheckpointError, ConfigError, XAutoDLError  # noqa: E402
@@ -91,14 +91,7 @@ def test_a_two_epoch_search_writes_the_files_and_keys_of_the_pytorch_search(data
 @pytest.mark.slow
 def test_an_interrupted_search_resumes_onto_the_same_trajectory(data, straight, monkeypatch):
     run_dir = data["root"] / "resumed"
-    real_run_epoch = SearchLoop.run_epoch
-
-    def crash_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt  # the process dies mid-epoch: epoch 0's checkpoint is the last complete one
-        return real_run_epoch(self, epoch)
-
-    monkeypatch.setattr(SearchLoop, "run_epoch", crash_in_second_epoch)
+    real_run_epoch = crash_at_epoch(monkeypatch, SearchLoop, "run_epoch", 1)  # epoch 0 is the last checkpoint
     with pytest.raises(KeyboardInterrupt):
         search_tf.run(tiny(data, run_dir))
     assert load_checkpoint(run_dir / "checkpoint" / "seed-5-basic.pth")["epoch"] == 0

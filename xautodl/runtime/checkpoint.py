@@ -26,6 +26,7 @@ from xautodl.runtime.serialization import (
     give_default_mode,
     make_temporary,
     remove_stale_temporaries,
+    signals_deferred,
     temporary_prefix,
 )
 
@@ -76,15 +77,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target.parent, (target.name, previous_path(target).name))
-        tmp = _write_verified_temporary(target, payload)
-        try:
-            if target.exists():
-                _keep_as_previous(target)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_folder(target.parent)
+        with signals_deferred():  # a SIGTERM during the write lands after it: no temporary is left behind
+            tmp = _write_verified_temporary(target, payload)
+            try:
+                if target.exists():
+                    _keep_as_previous(target)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            fsync_folder(target.parent)
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise CheckpointError(
