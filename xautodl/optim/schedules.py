@@ -25,6 +25,11 @@ class CosineWithWarmup:
         self.epochs, self.warmup, self.eta_min = epochs, warmup, eta_min
         self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
 
+    def settings(self) -> dict[str, float]:
+        """What a resumed run must share with this schedule, beside the optimizer's start LR and the epochs (more
+        epochs extend a run)."""
+        return {"schedule.warmup": self.warmup, "schedule.eta_min": self.eta_min}
+
     def lr_at(self, base_lr: float, epoch: int, fraction: float = 0.0) -> float:
         """LR for a param group whose base LR is `base_lr`, at step `fraction` of epoch `epoch`."""
         if epoch < self.warmup:

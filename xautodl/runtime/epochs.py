@@ -179,18 +179,17 @@ class EpochLoop:
     def run_settings(self) -> dict[str, Any]:
         """The optimisation settings a resumed run must share (unless --resume_with_new_settings): every
         optimizer's hyperparameters (its start LR, momentum, weight decay, betas, ...), the schedule's warmup and
-        final LR and the loop's tau range. The epochs are not among them: more epochs extend a run."""
+        final LR and the loop's tau range (`loop_settings`). The epochs are not among them: more epochs extend a run."""
         settings: dict[str, Any] = {}
         for key, obj in self.stateful().items():
             if isinstance(obj, torch.optim.Optimizer):
                 settings.update(optimizer_settings(key, obj.state_dict()["param_groups"]))
-        schedule = getattr(self, "schedule", None)
-        if schedule is not None:
-            settings.update({"schedule.warmup": schedule.warmup, "schedule.eta_min": schedule.eta_min})
-        tau_range = getattr(self, "tau_range", None)
-        if tau_range is not None:
-            settings.update({"tau_max": float(tau_range[0]), "tau_min": float(tau_range[1])})
-        return settings
+        return {**settings, **self.loop_settings()}
+
+    def loop_settings(self) -> dict[str, Any]:
+        """Settings of the loop itself, beside its optimizers', that a resumed run must share (the schedule's, the
+        tau range): plain values by name."""
+        return {}
 
     def _stored_settings(self, state: dict) -> dict[str, Any]:
         """`run_settings()` as the checkpoint's run had them (older checkpoints: their optimizers' only)."""

@@ -99,6 +99,12 @@ class SearchLoop(EpochLoop):
     def extra_state(self) -> dict:
         return {"genotype": self.model.genotype().to_dict(), "args": self.run.args}
 
+    def loop_settings(self) -> dict[str, Any]:
+        settings = self.schedule.settings()
+        if self.tau_range is not None:
+            settings.update(tau_max=float(self.tau_range[0]), tau_min=float(self.tau_range[1]))
+        return settings
+
     def best_entry(self, epoch: int, entry: dict) -> dict:
         return {"epoch": epoch, "valid_acc": entry["valid_acc"], "genotype": entry["genotype"]}
 

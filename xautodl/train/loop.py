@@ -78,6 +78,9 @@ class Trainer(EpochLoop):
     def stateful(self) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer}
 
+    def loop_settings(self) -> dict[str, Any]:
+        return self.schedule.settings()
+
     def best_entry(self, epoch: int, entry: dict) -> dict | None:
         if self.best_on is None:
             return None
