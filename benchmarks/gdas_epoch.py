@@ -67,7 +67,7 @@ def time_epoch(loop: SearchLoop, device: torch.device) -> tuple[float, int]:
     loop.run_epoch(1)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start, loop.steps_per_epoch()
+    return time.perf_counter() - start, loop.epoch_steps()
 
 
 def profile_iterations(loop: SearchLoop, device: torch.device, iterations: int) -> None:

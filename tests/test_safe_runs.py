@@ -422,9 +422,12 @@ def wait_for_log(path: Path, text: str, process, timeout: float = 240) -> None:
     ("SIGTERM", 1), ("SIGHUP", 1),
     pytest.param("SIGTERM", 2, marks=pytest.mark.slow),
 ])
-def test_sigterm_and_sighup_end_a_run_with_one_line_and_a_loadable_checkpoint(tmp_path, signame, nproc):
-    """The driver `exec`s the run, so the signal a scheduler sends the driver reaches Python; under torchrun
-    (`xautodl.runtime.launch`) the line comes once, from rank 0, without torchrun's banner."""
+def test_sigterm_and_sighup_stop_a_run_saved_with_one_line_and_status_75(tmp_path, signame, nproc):
+    """The driver `exec`s the run, so the signal a scheduler sends the driver reaches Python; the run stops at its
+    next step boundary, saved (mid-epoch, or after the epoch when that was its last step). Under torchrun
+    (`xautodl.runtime.launch`) torchrun hands the signal to the workers, they agree on the step, and the line comes
+    once, from rank 0, without torchrun's banner, with the workers' status."""
+    import re
     import signal
 
     run_dir = tmp_path / "run"
@@ -433,13 +436,36 @@ def test_sigterm_and_sighup_end_a_run_with_one_line_and_a_loadable_checkpoint(tm
     driver.send_signal(getattr(signal, signame))
     _, err = driver.communicate(timeout=120)
 
-    assert driver.returncode == 128 + getattr(signal, signame), err
+    assert driver.returncode == 75, err
     assert "Traceback" not in err and "FAILED" not in err, err
-    assert without_tensorflow_noise(err) == [
-        f"terminated by {signame}; the run's last complete epoch is kept and re-running the command resumes it"]
-    last = last_checkpoint(run_dir)
-    assert load_checkpoint(last)["epoch"] >= 0
-    assert not list(last.parent.glob(".*.tmp")), "no temporary file is left behind"
+    lines = without_tensorflow_noise(err)
+    checkpoints = "run/checkpoint/seed-5"
+    assert len(lines) == 1 and re.fullmatch(
+        rf"stopped by {signame} after (step 1 of 2 of epoch \d+/400, saved in {checkpoints}-mid-epoch.pth; "
+        rf"re-running the same command resumes at step 2|epoch \d+/400, saved in {checkpoints}-basic.pth; "
+        rf"re-running the same command resumes with epoch \d+)", lines[0]), lines
+    saved = tmp_path / lines[0].split("saved in ")[1].split(";")[0]
+    assert load_checkpoint(saved)["epoch"] >= 1
+    assert not list(saved.parent.glob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_a_signal_before_the_epochs_begin_ends_the_run_at_once(tmp_path, monkeypatch, capsys):
+    """Outside the epochs (building the data, the model) there is no step to finish: status 128 + N at once."""
+    import os
+    import signal
+
+    real = cli.get_search_loader
+
+    def loader_then_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "get_search_loader", loader_then_signal)
+    status, err = run_search(monkeypatch, capsys, [*TINY_SEARCH, "--save_dir", str(tmp_path / "run")])
+    assert status == 128 + signal.SIGTERM
+    assert err.strip() == ("terminated by SIGTERM; the run's last complete epoch is kept and re-running the command "
+                           "resumes it")
+    assert not list((tmp_path / "run").rglob("*.pth"))
 
 
 # ------------------------------------------------------------------------- the checkpoint a message names

@@ -30,6 +30,15 @@ class DeviceMeter:
         self._sums[name] = row if name not in self._sums else self._sums[name] + row
         self._counts[name] = self._counts.get(name, 0) + batch
 
+    def state_dict(self) -> dict:
+        """This process's sums and counts as plain data (for a mid-epoch checkpoint)."""
+        return {"sums": {name: row.detach().cpu() for name, row in self._sums.items()}, "counts": dict(self._counts)}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        """Continue from `state_dict()`'s sums (put on `device`, where the batches' rows are)."""
+        self._sums = {name: row.to(device) for name, row in state["sums"].items()}
+        self._counts = {name: int(count) for name, count in state["counts"].items()}
+
     def read(self, all_ranks: bool = True) -> dict[str, float]:
         """`{name}_loss`, `{name}_acc` (top-1 %), `{name}_top5` (%) and `{name}_count` for every stream.
 

@@ -26,9 +26,9 @@ from xautodl.runtime.serialization import (
     give_default_mode,
     make_temporary,
     remove_stale_temporaries,
-    signals_deferred,
     temporary_prefix,
 )
+from xautodl.runtime.signals import signals_deferred
 
 CHECKPOINT_SCHEMA = 1
 SCHEMA_KEY = "schema_version"

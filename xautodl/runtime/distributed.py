@@ -97,6 +97,30 @@ def broadcast_object(value: Any, src: int = 0) -> Any:
     return holder[0]
 
 
+def all_gather_objects(value: Any) -> list[Any]:
+    """Every process's `value` (a picklable object), in rank order, on every process; `[value]` alone."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def largest_over_ranks(value: int, device: torch.device) -> int:
+    """The largest of the processes' `value`s (an int each; a tensor on `device`, which the backend needs)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    holder = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(holder, op=dist.ReduceOp.MAX)
+    return int(holder.item())
+
+
+def barrier(device: torch.device) -> None:
+    """Wait until every process gets here (nothing to wait for in a single process). A collective on a tensor on
+    `device`, so that NCCL never has to guess the process's GPU as `dist.barrier()` does."""
+    largest_over_ranks(0, device)
+
+
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
     """Copy rank `src`'s buffers (BatchNorm running statistics) to every process.
 

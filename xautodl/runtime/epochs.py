@@ -10,25 +10,34 @@ its `best_key` is the score maximised, e.g. the valid accuracy). The skeleton ow
 - resume from the last complete epoch (`<last>.prev` when the last is damaged), refusing a checkpoint of another
   kind or identity with a message saying what differs;
 - the finite-loss check, best-before-last saving, one steps-per-epoch rule and one progress bar;
+- preemption: within `fit()` the first SIGTERM / SIGHUP is noted (`runtime.signals.stop_at_step_boundary`); the
+  loop finishes its step, writes a mid-epoch checkpoint (`RunFiles.mid_epoch`: the state after that step, the
+  epoch's meters, the step reached) and raises `Preempted`; a re-run draws the epoch's batches up to that step
+  again without training on them, so the data order and augmentation go on exactly where they stopped, and ends
+  like an uninterrupted run. A loop iterates its training steps through `epoch_batches` to get this;
 - one process per run: the loop holds an OS lock on `<last>.lock` from its construction to the end of `fit()`
   (see `runtime.runlock`); a second process on the same run stops at once, before it logs or writes anything.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 from tqdm import tqdm
 
-from ..errors import CheckpointError, TrainingError
-from .checkpoint import ForeignCheckpointError, load_resume_checkpoint, previous_path, save_checkpoint
-from .distributed import broadcast_object
+from ..errors import CheckpointError, TrainingError, XAutoDLError
+from ..optim.meters import DeviceMeter
+from .checkpoint import (ForeignCheckpointError, UnsafeCheckpointError, load_resume_checkpoint, previous_path,
+                         save_checkpoint)
+from .distributed import all_gather_objects, barrier, broadcast_object, largest_over_ranks, world_info
 from .logger import RunLogger
 from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
+from .signals import Preempted, StopRequest, Terminated, signal_name, stop_at_step_boundary
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
 CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
@@ -40,8 +49,8 @@ _IMPLEMENTATION_KEYS = frozenset({"params", "lr", "initial_lr", "foreach", "fuse
 @dataclass(frozen=True)
 class RunFiles:
     """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json`,
-    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch) and `<stem>-best.pth`, and the TensorBoard events
-    in `<run_dir>/tensorboard/<stem>/`."""
+    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch), `<stem>-best.pth` and, while a preempted epoch
+    waits to be finished, `<stem>-mid-epoch.pth`, and the TensorBoard events in `<run_dir>/tensorboard/<stem>/`."""
 
     run_dir: Path
     stem: str  # "seed-5" for a search or basic-main run; train-a-net: "arch-00042-seed-777-cifar10"
@@ -57,6 +66,11 @@ class RunFiles:
     @property
     def best(self) -> Path:
         return self.checkpoint_dir / f"{self.stem}-best.pth"
+
+    @property
+    def mid_epoch(self) -> Path:
+        """The state of an epoch stopped by a signal after one of its steps (removed once that epoch is done)."""
+        return self.checkpoint_dir / f"{self.stem}-mid-epoch.pth"
 
     @property
     def log(self) -> Path:
@@ -101,16 +115,57 @@ def steps_per_epoch(loader: Any, limit_batches: int = 0) -> int:
     return min(steps, limit_batches) if limit_batches > 0 else steps
 
 
+def _mid_epoch_fields_problem(info: Any) -> str | None:
+    """What in a mid-epoch checkpoint's `mid_epoch` entry `EpochLoop` never writes, or None."""
+    if not isinstance(info, dict):
+        return f"its mid_epoch entry is {type(info).__name__}, not a dict"
+    step, steps, meters = info.get("step"), info.get("steps"), info.get("meters")
+    if type(step) is not int or type(steps) is not int or not 0 < step < steps:
+        return f"it says it stopped after step {step!r} of {steps!r}"
+    if not isinstance(info.get("seconds"), (int, float)):
+        return f"its mid-epoch seconds are {info.get('seconds')!r}"
+    if not isinstance(meters, list) or not meters or not all(
+            isinstance(meter, dict) and isinstance(meter.get("sums"), dict) and isinstance(meter.get("counts"), dict)
+            for meter in meters):
+        return "its mid-epoch meters are not one meter state per process"
+    return None
+
+
+@dataclass
+class ResumedStep:
+    """Where a mid-epoch checkpoint left its epoch: the steps done, this process's meter sums of them, the seconds
+    they took, and the RNG states to put back once the batches of those steps are drawn again."""
+
+    step: int
+    meter: dict
+    seconds: float
+    rng: dict
+
+
+@dataclass
+class EpochProgress:
+    """An epoch in progress: its meter, when it started (earlier by the seconds a preempted session spent on it)
+    and the step it starts at (0, or where a mid-epoch checkpoint stopped)."""
+
+    meter: DeviceMeter = field(default_factory=DeviceMeter)
+    started: float = field(default_factory=time.time)
+    first_step: int = 0
+
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+
 class EpochLoop:
     """Checkpointed epochs of a loop (module docstring); subclasses define the step."""
 
     kind = "epochs"  # the checkpoint's `kind`
     best_key = "acc"  # the key of `best` (and of `best_entry`) holding the score the best checkpoint maximises
 
-    def __init__(self, last: Path, best: Path | None, total_epochs: int, logger: RunLogger, identity: dict,
+    def __init__(self, files: RunFiles, total_epochs: int, logger: RunLogger, identity: dict, keep_best: bool = True,
                  is_main: bool = True, limit_batches: int = 0, progress: bool = True, print_freq: int = 0,
                  allow_new_settings: bool = False) -> None:
-        self.last_path, self.best_path = Path(last), None if best is None else Path(best)
+        self.last_path, self.best_path = files.last, files.best if keep_best else None
+        self.mid_epoch_path = files.mid_epoch
         self.total_epochs, self.logger, self.identity = total_epochs, logger, dict(identity)
         self.is_main, self.limit_batches, self.progress, self.print_freq = is_main, limit_batches, progress, print_freq
         self.history: list[dict] = []
@@ -118,6 +173,8 @@ class EpochLoop:
         self.start_epoch = 0
         self.settings_change: dict[str, list] = {}  # name -> [checkpoint's value, this command's], on resume
         self.allow_new_settings = allow_new_settings  # --resume_with_new_settings: continue despite other settings
+        self._resumed_step: ResumedStep | None = None  # where a mid-epoch checkpoint left `start_epoch`
+        self._stop = StopRequest()  # replaced by the live request while `fit()` runs
         self._lock = self._take_run_lock()
 
     def _take_run_lock(self) -> Path | None:
@@ -139,6 +196,11 @@ class EpochLoop:
         raise NotImplementedError
 
     def run_epoch(self, epoch: int) -> dict:
+        """The metrics of epoch `epoch` (host numbers); its training steps come from `epoch_batches`."""
+        raise NotImplementedError
+
+    def epoch_steps(self) -> int:
+        """The training steps of one epoch (`steps(<the training loader>)`)."""
         raise NotImplementedError
 
     def record(self, metrics: dict) -> dict:
@@ -160,14 +222,18 @@ class EpochLoop:
         """Called on the main process after an epoch's checkpoints are written (e.g. to write a summary)."""
 
     # ------------------------------------------------------------------------------------------------- state
-    def state_dict(self, epoch: int) -> dict:
+    def state_dict(self, epoch: int, mid_epoch: dict | None = None) -> dict:
+        """The checkpoint after epoch `epoch`, or, with `mid_epoch` (`step`, `steps`, `seconds`, `meters`: one
+        meter state per process), within it: `epoch` is then the epoch in progress and `history` holds the ones
+        before it."""
         return {
             "kind": self.kind,
             "schema": SCHEMA_VERSION,
             **self.identity,
             "epoch": epoch,
             "total_epochs": self.total_epochs,
-            "finished": epoch + 1 >= self.total_epochs,
+            "finished": mid_epoch is None and epoch + 1 >= self.total_epochs,
+            **({} if mid_epoch is None else {"mid_epoch": mid_epoch}),
             **{key: obj.state_dict() for key, obj in self.stateful().items()},
             "rng": capture_rng_state(),
             "history": self.history,
@@ -201,13 +267,18 @@ class EpochLoop:
         return stored
 
     def resume(self) -> bool:
-        """Load the last complete epoch's checkpoint if there is one; True when resumed."""
-        state = load_resume_checkpoint(self.last_path, logger=self.logger, check=self._check_resumable)
+        """Load the last complete epoch's checkpoint, or the mid-epoch one that continues it, if there is one;
+        True when resumed."""
+        last = load_resume_checkpoint(self.last_path, logger=self.logger, check=self._check_resumable)
+        mid = self._mid_epoch_state(last)
+        state, file = (last, self.last_path) if mid is None else (mid, self.mid_epoch_path)
         if state is None:
             return False
-        done = int(state["epoch"]) + 1
-        if done > self.total_epochs:
-            raise CheckpointError(f"{self.last_path} already holds {done} epochs, more than the {self.total_epochs} "
+        epoch = int(state["epoch"])
+        done = epoch if mid is not None else epoch + 1  # complete epochs
+        if done > self.total_epochs or (mid is not None and epoch >= self.total_epochs):
+            held = f"{done} epochs" if mid is None else f"{done} epochs and part of epoch {epoch + 1}"
+            raise CheckpointError(f"{file} already holds {held}, more than the {self.total_epochs} "
                                   f"this command trains (warmup included); pass at least as many --epochs to extend "
                                   f"or inspect that run, or another --save_dir to start a shorter one")
         for key, obj in self.stateful().items():
@@ -215,15 +286,56 @@ class EpochLoop:
                 self._load_model(obj, state["model"])
             elif state.get(key):
                 obj.load_state_dict(state[key])
-        restore_rng_state(state["rng"])
         self.history, self.best = list(state["history"]), dict(state["best"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
+        self.start_epoch = done
+        if mid is None:
+            restore_rng_state(state["rng"])
+            self.logger.log(f"resumed from {self.last_path} after epoch {self.start_epoch}")
+        else:  # the RNG states go back once the done steps' batches are drawn again (`epoch_batches`)
+            info = mid["mid_epoch"]
+            rank, _ = world_info()
+            self._resumed_step = ResumedStep(info["step"], info["meters"][rank], float(info["seconds"]), mid["rng"])
+            self.logger.log(f"resumed from {self.mid_epoch_path} in epoch {epoch + 1} after step {info['step']} of "
+                            f"{info['steps']}")
         if self.settings_change:
             self._apply_new_optimizer_settings()
             changes = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in sorted(self.settings_change.items()))
             self.logger.log(f"continuing with new settings (--resume_with_new_settings): {changes}")
         return True
+
+    def _mid_epoch_state(self, last: dict | None) -> dict | None:
+        """The mid-epoch checkpoint that continues `last` (the last complete epoch's state, None before the first),
+        or None: there is none, or it cannot be used (damaged, left from an epoch since finished, cut with another
+        number of steps or processes), which the log says; the epoch then starts again from its first step."""
+        path = self.mid_epoch_path
+        if not (path.exists() or previous_path(path).exists()):
+            return None
+        start = 0 if last is None else int(last["epoch"]) + 1
+        again = f"epoch {start + 1} starts again from its first step"
+        try:
+            mid = load_resume_checkpoint(path, logger=self.logger, check=self._check_resumable)
+        except (UnsafeCheckpointError, ForeignCheckpointError):
+            raise
+        except CheckpointError as err:
+            self.logger.log(f"warning: the mid-epoch checkpoint cannot be used ({err}); {again}")
+            return None
+        problem = self._mid_epoch_problem(mid, start)
+        if problem:
+            self.logger.log(f"not resuming from the mid-epoch checkpoint {path}: {problem}; {again}")
+            return None
+        return mid
+
+    def _mid_epoch_problem(self, mid: dict, start: int) -> str | None:
+        """Why `mid` does not continue a run whose next epoch is `start`, or None."""
+        info, (_, world_size) = mid["mid_epoch"], world_info()
+        if mid["epoch"] != start:
+            return f"it holds part of epoch {mid['epoch'] + 1}, and the last complete epoch is {start}"
+        if info["steps"] != self.epoch_steps():
+            return (f"it stopped after step {info['step']} of {info['steps']} steps per epoch, and this command runs "
+                    f"{self.epoch_steps()} (another --limit_batches or dataset)")
+        if len(info["meters"]) != world_size:
+            return f"it was written by {len(info['meters'])} processes, and this command runs {world_size}"
+        return None
 
     def _check_resumable(self, file: Path, state: dict) -> None:
         """ForeignCheckpointError for another run's checkpoint; CheckpointError for fields this tool never writes
@@ -254,17 +366,23 @@ class EpochLoop:
     def _unwritten_fields(self, state: dict) -> str | None:
         """What in `state` no `state_dict` of this skeleton writes, or None."""
         epoch, total = state.get("epoch"), state.get("total_epochs", self.total_epochs)
+        in_progress = "mid_epoch" in state
         if type(epoch) is not int or epoch < 0:
             return f"its epoch is {epoch!r}, not an epoch number"
         if type(total) is not int or epoch >= total:
             return f"its epoch {epoch + 1} lies beyond its total of {total!r} epochs"
-        if "finished" in state and state["finished"] is not (epoch + 1 >= total):
+        done = epoch if in_progress else epoch + 1
+        if "finished" in state and state["finished"] is not (not in_progress and done >= total):
             return f"it says finished={state['finished']!r} after epoch {epoch + 1} of {total}"
         history = state.get("history")
         if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
             return f"its history is {type(history).__name__} {str(history)[:60]}, not a list of epoch entries"
-        if state.get("schema") == SCHEMA_VERSION and len(history) != epoch + 1:
-            return f"its history holds {len(history)} epochs, its epoch counter {epoch + 1}"
+        if state.get("schema") == SCHEMA_VERSION and len(history) != done:
+            return f"its history holds {len(history)} epochs, its epoch counter {done}"
+        if in_progress:
+            problem = _mid_epoch_fields_problem(state["mid_epoch"])
+            if problem:
+                return problem
         for key in ("best", "rng"):
             if not isinstance(state.get(key), dict):
                 return f"its {key} is {type(state.get(key)).__name__}, not a dict"
@@ -323,9 +441,78 @@ class EpochLoop:
     def steps(self, loader: Any) -> int:
         return steps_per_epoch(loader, self.limit_batches)
 
-    def progress_bar(self, steps: int, epoch: int) -> tqdm:
-        return tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False,
+    def progress_bar(self, steps: int, epoch: int, done: int = 0) -> tqdm:
+        return tqdm(total=steps, initial=done, desc=f"epoch {epoch + 1}/{self.total_epochs}", leave=False,
                     disable=None if self.progress and self.is_main else True)
+
+    def begin_epoch(self, epoch: int) -> EpochProgress:
+        """The progress of `epoch` as it starts: empty, or what a mid-epoch checkpoint of it had."""
+        resumed = self._resumed_step if epoch == self.start_epoch else None
+        if resumed is None:
+            return EpochProgress()
+        meter = DeviceMeter()
+        meter.load_state_dict(resumed.meter, self._device())
+        return EpochProgress(meter, time.time() - resumed.seconds, resumed.step)
+
+    def epoch_batches(self, epoch: int, batches: Iterable, progress: EpochProgress) -> Iterator[tuple[int, Any]]:
+        """(step, batch) for the training steps of `epoch` from `progress.first_step` on; the loop trains on each
+        batch and adds it to `progress.meter`. Shows the progress bar and the `print_freq` lines.
+
+        After every step but the epoch's last, a stop request (SIGTERM / SIGHUP) agreed by all processes ends the
+        epoch: its state is saved as a mid-epoch checkpoint and Preempted raised. (After the last step the epoch
+        is finished and saved as usual, and `fit` stops before the next one.) An epoch resumed from a mid-epoch
+        checkpoint first draws the batches of its done steps without yielding them, so that the loaders' random
+        streams advance exactly as before, then puts back the RNG states saved after its last done step."""
+        steps = self.epoch_steps()
+        bar = self.progress_bar(steps, epoch, progress.first_step)
+        batch_iterator = iter(batches)
+        try:
+            if progress.first_step:
+                for _ in zip(range(progress.first_step), batch_iterator):
+                    pass
+                restore_rng_state(self._resumed_step.rng)
+                self._resumed_step = None
+            for step, batch in zip(range(progress.first_step, steps), batch_iterator):
+                yield step, batch
+                bar.update(1)
+                self.log_step(bar, epoch, step, steps, progress.meter.format())
+                if step + 1 < steps:
+                    signum = self._agreed_stop_signal()
+                    if signum:
+                        self._stop_mid_epoch(epoch, step + 1, steps, progress, signum)
+        finally:
+            bar.close()
+
+    def _device(self) -> torch.device:
+        """Where the model (and so the meters' sums) lives; the CPU for a model that is not a torch module."""
+        model = self.stateful().get("model")
+        parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def _agreed_stop_signal(self) -> int:
+        """The signal that asked this run to stop, as every process agrees (0: none): one small collective per
+        call under torchrun, so that all processes stop after the same step."""
+        if world_info()[1] == 1:
+            return self._stop.signum
+        return largest_over_ranks(self._stop.signum, self._device())
+
+    def _stop_mid_epoch(self, epoch: int, done: int, steps: int, progress: EpochProgress, signum: int) -> None:
+        """Save the state after step `done` of `epoch` (never a non-finite one) and raise Preempted."""
+        self.check_finite(progress.meter.read(), epoch)
+        meters = all_gather_objects(progress.meter.state_dict())  # rank order: each process resumes its own
+        if self.is_main:
+            info = {"step": done, "steps": steps, "seconds": progress.seconds(), "meters": meters}
+            save_checkpoint(self.mid_epoch_path, self.state_dict(epoch, mid_epoch=info))
+        self._stop.acted_on = True
+        barrier(self._device())  # no process ends (which has torchrun signal the others) before the checkpoint is complete
+        raise Preempted(f"stopped by {signal_name(signum)} after step {done} of {steps} of epoch {epoch + 1}/"
+                        f"{self.total_epochs}, saved in {self.mid_epoch_path}; re-running the same command resumes "
+                        f"at step {done + 1}", signum)
+
+    def _remove_mid_epoch(self) -> None:
+        """A finished epoch's checkpoint supersedes every mid-epoch one."""
+        for path in (self.mid_epoch_path, previous_path(self.mid_epoch_path)):
+            path.unlink(missing_ok=True)
 
     def log_step(self, bar: tqdm, epoch: int, step: int, steps: int, text: str) -> None:
         """A plain log line every `print_freq` steps when no progress bar shows (logs of batch jobs)."""
@@ -358,10 +545,19 @@ class EpochLoop:
         return "there is no good checkpoint yet" + ("" if self.history else " (this was the run's first epoch)")
 
     def fit(self) -> list[dict]:
-        """Resume, then run, record and checkpoint the remaining epochs; returns the history. The run's lock is
-        given back at the end, however `fit` ends."""
+        """Resume, then run, record and checkpoint the remaining epochs; returns the history. A SIGTERM / SIGHUP
+        stops it saved at the next step boundary (`Preempted`). The run's lock is given back at the end, however
+        `fit` ends."""
         try:
-            return self._fit()
+            with stop_at_step_boundary() as self._stop:
+                try:
+                    return self._fit()
+                except Exception as err:
+                    if self._stop.signum and world_info()[1] > 1 and not isinstance(err, XAutoDLError):
+                        # torchrun stops the other processes with SIGTERM when one of them fails; the collective
+                        # of the step in progress then fails for want of that process. That is the stop, not a bug.
+                        raise Terminated(self._stop.signum) from None
+                    raise
         finally:
             if self._lock is not None:
                 release_run_lock(self._lock)
@@ -387,5 +583,13 @@ class EpochLoop:
                 if is_best and self.best_path is not None:
                     save_checkpoint(self.best_path, state)
                 save_checkpoint(self.last_path, state)
+                self._remove_mid_epoch()
                 self.on_saved(epoch)
+            if epoch + 1 < self.total_epochs:
+                signum = self._agreed_stop_signal()
+                if signum:
+                    self._stop.acted_on = True
+                    raise Preempted(f"stopped by {signal_name(signum)} after epoch {epoch + 1}/{self.total_epochs}, "
+                                    f"saved in {self.last_path}; re-running the same command resumes with epoch "
+                                    f"{epoch + 2}", signum)
         return self.history

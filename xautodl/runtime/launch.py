@@ -2,16 +2,30 @@
 
 The drivers start several processes through this instead of `python -m torch.distributed.run`. It takes the same
 options and runs the same launcher; what differs is how a run ends: when a worker fails (its one `error:` line, or
-a bug's traceback, is already on stderr from that worker) or when the job is stopped by SIGTERM / SIGHUP (the
-workers say `terminated by ...` themselves), torchrun would add its own traceback and a failure banner per
-process. Here the launcher exits quietly with the worker's status instead (128 + N for signal N), the status a
-single process gives.
+a bug's traceback, is already on stderr from that worker) or when the job is stopped by SIGTERM / SIGHUP (rank 0
+says `stopped by ...` or `terminated by ...` itself), torchrun would add its own traceback and a failure banner
+per process. Here the launcher exits quietly with the workers' status instead, the status a single process gives:
+75 when they stopped saved at a step boundary, 128 + N when signal N ended them at once. On a signal torchrun
+raises in the launcher before it can see the workers' statuses, so rank 0 leaves its status in the file named by
+XAUTODL_LAUNCH_STATUS_FILE (`runtime.signals.report_status_to_launcher`).
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Sequence
+
+from xautodl.runtime.signals import STATUS_FILE_ENV
+
+
+def _reported_status(file: Path) -> int | None:
+    try:
+        return int(file.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def exit_status(exitcode: int) -> int:
@@ -29,13 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # repeat what the workers said.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     args = torchrun.parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        torchrun.run(args)
-    except ChildFailedError as failed:
-        _, failure = failed.get_first_failure()
-        return exit_status(failure.exitcode) or 1
-    except SignalException as ended:
-        return 128 + int(ended.sigval)
+    with tempfile.TemporaryDirectory(prefix="xautodl-launch-") as folder:
+        status_file = Path(folder) / "status"
+        os.environ[STATUS_FILE_ENV] = str(status_file)  # the workers inherit it
+        try:
+            torchrun.run(args)
+        except ChildFailedError as failed:
+            _, failure = failed.get_first_failure()
+            return exit_status(failure.exitcode) or 1
+        except SignalException as ended:
+            # torchrun has handed the signal to the workers and waited for them: they may have stopped saved.
+            return _reported_status(status_file) or 128 + int(ended.sigval)
     return 0
 
 

@@ -8,15 +8,13 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path, PurePath
-from typing import Any, Iterator
+from typing import Any
 
 from xautodl.errors import XAutoDLError
+from xautodl.runtime.signals import signals_deferred
 
 
 def to_plain(obj: Any) -> Any:
@@ -137,38 +135,6 @@ def remove_stale_temporaries(folder: Path, targets: tuple[str, ...] | None = Non
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-# The signals that end a run (Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP).
-_ENDING_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold the ending signals back while a file is replaced: a signal then takes effect after the write, never
-    inside it, where its exception could leave the temporary file (or a half-kept `.prev`) behind.
-
-    While the block runs, a stand-in handler only notes the first ending signal; afterwards the run's own handlers
-    are back and that signal is handed to its handler (or, with the default action, raised again). A process-wide
-    signal mask would not do: the kernel may deliver the signal to any of torch's threads instead."""
-    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from the main thread
-        yield
-        return
-    caught: list[tuple[int, Any]] = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
-                for signum in _ENDING_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if caught:
-            signum, frame = caught[0]
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
 
 
 def replace_atomically(target: Path, data: bytes) -> None:

@@ -2,14 +2,14 @@
 
 Per iteration: a weight step on the train batch, then an architecture step on the valid batch. Per epoch: the LR
 and tau schedules, metrics, the genotype, the alphas, the benchmark look-up, then (through the epoch skeleton of
-`xautodl.runtime.epochs`) the checkpoints and the summary JSON. Re-running resumes from the last complete epoch;
-the data order, augmentation and Gumbel samples of an epoch depend only on state saved at its start, so a resumed
-run follows the same trajectory as an uninterrupted one.
+`xautodl.runtime.epochs`) the checkpoints and the summary JSON. Re-running resumes from the last complete epoch,
+or from the step a SIGTERM stopped it at; the data order, augmentation and Gumbel samples depend only on saved
+state (the epoch's loader streams, the mixer's generator), so a resumed run follows the same trajectory as an
+uninterrupted one.
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -19,7 +19,6 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import TrainingError
-from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
 from ..runtime import RunLogger, atomic_write_json
 from ..runtime.distributed import broadcast_buffers, world_info
@@ -80,7 +79,7 @@ class SearchLoop(EpochLoop):
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
                  progress: bool = True, is_main: bool = True, print_freq: int = 0,
                  channels_last: bool = False, allow_new_settings: bool = False) -> None:
-        super().__init__(run.files.last, run.files.best, total_epochs, logger, run.identity(), is_main=is_main,
+        super().__init__(run.files, total_epochs, logger, run.identity(), is_main=is_main,
                          allow_new_settings=allow_new_settings,
                          limit_batches=limit_batches, progress=progress, print_freq=print_freq)
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
@@ -116,7 +115,7 @@ class SearchLoop(EpochLoop):
         atomic_write_json(self.run.files.summary, self.summary())
 
     # ------------------------------------------------------------------------------------------------ loop
-    def steps_per_epoch(self) -> int:
+    def epoch_steps(self) -> int:
         return self.steps(self.loader)
 
     def run_epoch(self, epoch: int) -> dict:
@@ -126,25 +125,18 @@ class SearchLoop(EpochLoop):
             self.model.set_tau(tau)
         self.loader.set_epoch(epoch)
         self.model.train()
-        steps = self.steps_per_epoch()
-        meter = DeviceMeter()
-        start = time.time()
-        bar = self.progress_bar(steps, epoch)
-        lr = self.schedule.set_position(epoch, 0.0)
-        for step, (x_train, y_train, x_valid, y_valid) in enumerate(self.loader):
-            if step >= steps:
-                break
+        steps = self.epoch_steps()
+        progress = self.begin_epoch(epoch)
+        lr = self.schedule.set_position(epoch, progress.first_step / steps)
+        for step, (x_train, y_train, x_valid, y_valid) in self.epoch_batches(epoch, self.loader, progress):
             lr = self.schedule.set_position(epoch, step / steps)
             x_train, x_valid = to_channels_last(x_train, self.channels_last), to_channels_last(x_valid, self.channels_last)
             w_loss, w_logits = self.algorithm.weight_step(x_train, y_train)
             a_loss, a_logits = self.algorithm.arch_step((x_train, y_train), (x_valid, y_valid))
-            meter.add("train", w_loss, w_logits, y_train)
-            meter.add("valid", a_loss, a_logits, y_valid)
-            bar.update(1)
-            self.log_step(bar, epoch, step, steps, meter.format())
-        bar.close()
-        metrics = meter.read()
-        metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=time.time() - start)
+            progress.meter.add("train", w_loss, w_logits, y_train)
+            progress.meter.add("valid", a_loss, a_logits, y_valid)
+        metrics = progress.meter.read()
+        metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=progress.seconds())
         return metrics
 
     def record(self, metrics: dict) -> dict:

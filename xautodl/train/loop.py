@@ -7,7 +7,6 @@ from the epoch skeleton (`xautodl.runtime.epochs`) the search loop shares.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -19,7 +18,7 @@ from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
 from ..runtime import RunLogger
 from ..runtime.distributed import broadcast_buffers
-from ..runtime.epochs import EpochLoop, RunFiles
+from ..runtime.epochs import EpochLoop, EpochProgress, RunFiles
 from ..runtime.precision import autocast, grad_scaler, to_channels_last
 
 
@@ -62,7 +61,7 @@ class Trainer(EpochLoop):
                  identity: dict, logger: RunLogger, best_on: str | None = None, is_main: bool = True,
                  forward_model: nn.Module | None = None, keep_best: bool = True,
                  allow_new_settings: bool = False) -> None:
-        super().__init__(files.last, files.best if keep_best else None, settings.total_epochs, logger, identity,
+        super().__init__(files, settings.total_epochs, logger, identity, keep_best=keep_best,
                          allow_new_settings=allow_new_settings,
                          is_main=is_main, limit_batches=settings.limit_batches, progress=settings.progress,
                          print_freq=settings.print_freq)
@@ -96,42 +95,39 @@ class Trainer(EpochLoop):
             return loss, logits
         return self.criterion(output, targets), output
 
+    def epoch_steps(self) -> int:
+        return self.steps(self.train_loader)
+
     def run_epoch(self, epoch: int) -> dict:
         """Train one epoch, then evaluate on every loader of `eval_loaders`; returns the epoch's metrics."""
-        started = time.time()
-        metrics = self.train_epoch(epoch)
-        train_seconds = time.time() - started
+        progress = self.begin_epoch(epoch)
+        metrics = self.train_epoch(epoch, progress)
+        train_seconds = progress.seconds()
         for name, loader in self.eval_loaders.items():
             metrics.update(self.evaluate(name, loader))
-        metrics.update(epoch=epoch, train_seconds=train_seconds, seconds=time.time() - started)
+        metrics.update(epoch=epoch, train_seconds=train_seconds, seconds=progress.seconds())
         return metrics
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int, progress: EpochProgress) -> dict:
+        """The training steps of `epoch` from `progress.first_step` on; the epoch's training metrics."""
         model = self.forward_model
         model.train()
         if hasattr(self.model, "drop_path_prob"):
             self.model.drop_path_prob = self.settings.drop_path_prob * epoch / max(self.settings.total_epochs, 1)
         if hasattr(self.train_loader, "set_epoch"):
             self.train_loader.set_epoch(epoch)
-        steps = self.steps(self.train_loader)
-        meter = DeviceMeter()
-        bar = self.progress_bar(steps, epoch)
-        lr = self.schedule.set_position(epoch, 0.0)
-        for step, (inputs, targets) in enumerate(self.train_loader):
-            if step >= steps:
-                break
+        steps = self.epoch_steps()
+        lr = self.schedule.set_position(epoch, progress.first_step / steps)
+        for step, (inputs, targets) in self.epoch_batches(epoch, self.train_loader, progress):
             lr = self.schedule.set_position(epoch, step / steps)
             with autocast(self.settings.amp, self.device):
                 loss, logits = self._loss(model(to_channels_last(inputs, self.settings.channels_last)), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self._backward_and_step(loss)
-            meter.add("train", loss.detach(), logits.detach(), targets)
-            bar.update(1)
-            self.log_step(bar, epoch, step, steps, meter.format())
-        bar.close()
+            progress.meter.add("train", loss.detach(), logits.detach(), targets)
         # Every process then evaluates (and rank 0 saves) the same network, running statistics included.
         broadcast_buffers(self.model)
-        return dict(meter.read(), lr=lr)
+        return dict(progress.meter.read(), lr=lr)
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         if self.scaler is None:
