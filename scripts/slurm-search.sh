@@ -10,9 +10,10 @@
 # Give a fixed seed (not -1): a requeued job then resumes that run from its last complete epoch.
 #
 # Preemption and time limits: SLURM sends SIGTERM to the job's tasks (after --signal's warning, or when a
-# preempting job needs the nodes); every process ends with "terminated by SIGTERM", keeping the last complete
-# epoch, and the job is requeued (--requeue here, plus a trap that requeues it shortly before its time limit), so
-# the same command starts again and resumes. Everything of an epoch that was not finished is computed again.
+# preempting job needs the nodes); the processes finish the step they are in, rank 0 writes a mid-epoch checkpoint
+# and the run ends with "stopped by SIGTERM after step ..." (status 75) within SLURM's grace period (KillWait). The
+# job is requeued (--requeue here, plus a trap that requeues it shortly before its time limit), so the same command
+# starts again and resumes at that step.
 #SBATCH --job-name=xautodl-search
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1

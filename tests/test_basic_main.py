@@ -73,8 +73,8 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
     drop_path_per_epoch = []
     real_train_epoch = Trainer.train_epoch
 
-    def recording_train_epoch(self, epoch):
-        metrics = real_train_epoch(self, epoch)
+    def recording_train_epoch(self, epoch, progress):
+        metrics = real_train_epoch(self, epoch, progress)
         drop_path_per_epoch.append(self.model.drop_path_prob)
         return metrics
 

@@ -476,9 +476,9 @@ def test_nan_loss_stops_train_a_net_and_keeps_the_last_good_checkpoint(tmp_path,
     poison = {"on": False}
     real_train_epoch = Trainer.train_epoch
 
-    def poison_from_second_epoch(self, epoch):
+    def poison_from_second_epoch(self, epoch, progress):
         poison["on"] = epoch >= 1
-        return real_train_epoch(self, epoch)
+        return real_train_epoch(self, epoch, progress)
 
     monkeypatch.setattr(Trainer, "train_epoch", poison_from_second_epoch)
     monkeypatch.setattr(train_a_net, "build_criterion", poisoned_criterion(train_a_net.build_criterion, poison))

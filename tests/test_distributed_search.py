@@ -139,3 +139,62 @@ def test_the_slurm_script_runs_a_two_node_search(tmp_path):
     checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
     assert len(checksums) == 2 and checksums[0] == checksums[1] and "over 2 process(es)" in log
     assert json.loads((run_dir / "seed-3-summary.json").read_text())["epochs_done"] == 2
+
+
+SIGNAL_THE_LAUNCHER = """
+import os
+if os.environ.get("RANK") == "0" and os.environ.get("SIGNAL_LAUNCHER_AT_STEP"):
+    import signal
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    _done = [0]
+
+    def _hook(optimizer, args, kwargs):
+        if isinstance(optimizer, torch.optim.SGD):
+            _done[0] += 1
+            if _done[0] == int(os.environ["SIGNAL_LAUNCHER_AT_STEP"]):
+                os.kill(os.getppid(), signal.SIGTERM)  # as a scheduler would signal the job's launcher
+
+    register_optimizer_step_post_hook(_hook)
+"""
+
+
+@pytest.mark.slow
+def test_a_preempted_two_process_search_stops_on_one_step_and_resumes_exactly(tmp_path):
+    """SIGTERM to the launcher in the middle of epoch 1: torchrun hands it to both workers, which agree on the step
+    to stop after; rank 0 writes the mid-epoch checkpoint (with both ranks' meters) and the launcher exits 75 with
+    one line. The re-run ends bit for bit like an uninterrupted 2-process run."""
+    from xautodl.runtime import load_checkpoint
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SIGNAL_THE_LAUNCHER)
+    script = str(REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(hooks), str(REPO)]),
+               TF_CPP_MIN_LOG_LEVEL="3")
+
+    def launch(run_dir: Path, signal_at: str = "") -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "xautodl.runtime.launch", "--standalone", "--nproc_per_node=2", script,
+                   *search_args(run_dir)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                              env=dict(env, SIGNAL_LAUNCHER_AT_STEP=signal_at))
+
+    stopped = launch(tmp_path / "run", signal_at="1")
+    lines = [line for line in stopped.stderr.splitlines() if line.startswith(("stopped", "terminated", "error"))]
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr and len(lines) == 1, stopped.stderr[-3000:]
+    mid = tmp_path / "run" / "checkpoint" / "seed-3-mid-epoch.pth"
+    assert re.fullmatch(rf"stopped by SIGTERM after step [12] of 3 of epoch 1/2, saved in {mid}; re-running the "
+                        rf"same command resumes at step [23]", lines[0]), lines
+    assert len(load_checkpoint(mid)["mid_epoch"]["meters"]) == 2
+
+    assert launch(tmp_path / "run").returncode == 0
+    assert launch(tmp_path / "reference").returncode == 0
+    ours, reference = (load_checkpoint(tmp_path / name / "checkpoint" / "seed-3-basic.pth")
+                       for name in ("run", "reference"))
+    for key in ("model", "w_optimizer", "a_optimizer", "mixer"):
+        assert_equal(ours[key], reference[key], key)
+    strip = [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in ours["history"]]
+    assert strip == [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in reference["history"]]
+    assert not mid.exists()

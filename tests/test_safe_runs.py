@@ -381,6 +381,40 @@ def test_resume_with_new_settings_continues_with_them_and_records_the_change(run
     assert again["epochs_done"] == 3
 
 
+@pytest.mark.parametrize("entry, value, named", [
+    ("auxiliary", "0.2", "aux_weight 0.4 (checkpoint) vs 0.2 (this command)"),
+    ("criterion", "SmoothSoftmax", "label_smoothing 0.0 (checkpoint) vs 0.1 (this command)"),
+])
+def test_basic_main_refuses_another_auxiliary_weight_or_criterion(tmp_path, monkeypatch, capsys, entry, value, named):
+    import json
+
+    import fakedata
+    from conftest import REPO
+    from test_basic_main import arch_config
+    from xautodl.commands import basic_main
+
+    home = tmp_path / "torch_home"
+    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    optim = json.loads((REPO / "configs/opts/NAS-CIFAR.config").read_text())
+    changed = dict(optim, **{entry: ["str" if entry == "criterion" else "float", value]})
+    (tmp_path / "optim.config").write_text(json.dumps(optim))
+    (tmp_path / "changed.config").write_text(json.dumps(changed))
+    model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
+    argv = ["--dataset", "cifar10", "--model_config", str(model_config), "--save_dir", str(tmp_path / "run"),
+            "--rand_seed", "3", "--epochs", "1", "--warmup", "0", "--batch_size", "8", "--limit_batches", "2",
+            "--device", "cpu", "--quiet"]
+    basic_main.run([*argv, "--optim_config", str(tmp_path / "optim.config")])
+    before = snapshot(tmp_path / "run")
+    monkeypatch.setattr(sys, "argv", ["basic-main.py", *argv, "--epochs", "2", "--optim_config",
+                                      str(tmp_path / "changed.config")])
+    with pytest.raises(SystemExit) as ended:
+        basic_main.main()
+    line = one_error_line(capsys.readouterr().err)
+    assert ended.value.code == 1 and "was trained with other settings: " in line and named in line, line
+    assert snapshot(tmp_path / "run") == before
+
+
 # ------------------------------------------------------------------------------------------------- signals
 def start_driver(workdir: Path, nproc: int, epochs: int = 400):
     """`bash scripts-search/algos/GDAS.sh digits 1 5` (a long tiny search) in `workdir`, NPROC processes."""

@@ -109,6 +109,37 @@ def test_an_interrupted_search_resumes_onto_the_same_trajectory(data, straight, 
 
 
 @pytest.mark.slow
+def test_a_search_stopped_by_sigterm_mid_epoch_resumes_at_that_step_onto_the_same_trajectory(data, straight,
+                                                                                             monkeypatch):
+    import signal
+
+    from xautodl.runtime.signals import Preempted
+    from xautodl.tf.search import TFSearch
+
+    run_dir = data["root"] / "preempted"
+    real_step, calls = TFSearch.weight_step, []
+
+    def signalling_step(self, x, y):
+        calls.append(1)
+        if len(calls) == 3:  # the first step of epoch 2 (2 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(TFSearch, "weight_step", signalling_step)
+    with pytest.raises(Preempted, match="after step 1 of 2 of epoch 2/2"):
+        search_tf.run(tiny(data, run_dir))
+    monkeypatch.setattr(TFSearch, "weight_step", real_step)
+    resumed = search_tf.run(tiny(data, run_dir))
+    assert "in epoch 2 after step 1 of 2" in (run_dir / "seed-5-log.txt").read_text()
+    for key in ("genotype", "train_loss", "train_acc", "valid_loss", "valid_acc", "tau"):
+        assert [h[key] for h in resumed["history"]] == [h[key] for h in straight[1]["history"]], key
+    a = load_checkpoint(straight[0] / "checkpoint" / "seed-5-basic.pth")
+    b = load_checkpoint(run_dir / "checkpoint" / "seed-5-basic.pth")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert json.dumps(str(a["mixer"])) == json.dumps(str(b["mixer"]))
+
+
+@pytest.mark.slow
 def test_a_rerun_with_other_settings_is_refused_and_changes_nothing(data, straight):
     run_dir = straight[0]
     summary = run_dir / "seed-5-summary.json"

@@ -78,7 +78,13 @@ class Trainer(EpochLoop):
         return {"model": self.model, "optimizer": self.optimizer}
 
     def loop_settings(self) -> dict[str, Any]:
-        return self.schedule.settings()
+        """The schedule's settings, the regularisers (auxiliary-loss weight, drop-path, gradient clipping) and the
+        criterion's label smoothing."""
+        regularisers = {name: float(getattr(self.settings, name)) for name in ("aux_weight", "drop_path_prob",
+                                                                               "grad_clip")}
+        smoothing = getattr(self.criterion, "label_smoothing", None)
+        criterion = {} if smoothing is None else {"label_smoothing": float(smoothing)}
+        return {**self.schedule.settings(), **regularisers, **criterion}
 
     def best_entry(self, epoch: int, entry: dict) -> dict | None:
         if self.best_on is None:
