@@ -72,6 +72,20 @@ def cifar_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def train_a_net_argv(save_dir: Path, epochs: int = 3) -> list[str]:
+    """A tiny train-a-net run of the ResNet cell on cifar10, seed 777, 3 steps per epoch."""
+    return ["--arch", "resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10", "--seeds", "777",
+            "--epochs", str(epochs), "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet",
+            "--save_dir", str(save_dir)]
+
+
+def basic_main_argv(model_config: Path, save_dir: Path) -> list[str]:
+    """A tiny 3-epoch basic-main run on cifar10 with the NASNet network of `model_config`, seed 3, 3 steps per epoch."""
+    return ["--dataset", "cifar10", "--model_config", str(model_config), "--optim_config",
+            "configs/opts/NAS-CIFAR.config", "--save_dir", str(save_dir), "--rand_seed", "3", "--epochs", "3",
+            "--warmup", "0", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet"]
+
+
 
 
 class Stages:
@@ -251,11 +265,7 @@ def test_search_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(tmp_p
 def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupted_run(tmp_path, cifar_home,
                                                                                         launcher, one_thread):
     epochs = 3
-
-    def argv(save_dir: Path) -> list[str]:
-        return ["--arch", "resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10", "--seeds", "777",
-                "--epochs", str(epochs), "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet",
-                "--save_dir", str(save_dir)]
+    argv = train_a_net_argv
 
     train_a_net.run(argv(tmp_path / "reference"))
     arch = f"arch-{enumerate_archs().index(parse_arch('resnet')):05d}"
@@ -289,9 +299,7 @@ def test_basic_main_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrupt
     model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
 
     def argv(save_dir: Path) -> list[str]:
-        return ["--dataset", "cifar10", "--model_config", str(model_config), "--optim_config",
-                "configs/opts/NAS-CIFAR.config", "--save_dir", str(save_dir), "--rand_seed", "3", "--epochs", "3",
-                "--warmup", "0", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet"]
+        return basic_main_argv(model_config, save_dir)
 
     basic_main.run(argv(tmp_path / "reference"))
     out = tmp_path / "killed"

@@ -18,8 +18,9 @@ import sklearn.datasets  # noqa: F401  its first import draws from Python's `ran
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-import fakedata
-from test_crash_resume import TINY_SEARCH, SEED, assert_same, assert_same_search, search_files, without_timings
+from test_crash_resume import (  # noqa: F401  cifar_home: a fixture
+    SEED, TINY_SEARCH, assert_same, assert_same_search, basic_main_argv, cifar_home, search_files, train_a_net_argv,
+    without_timings)
 from xautodl.commands import search as cli
 from xautodl.commands import basic_main, train_a_net
 from xautodl.runtime import checkpoint as checkpoint_module
@@ -276,21 +277,9 @@ def test_another_settings_mid_epoch_checkpoint_is_refused_like_the_last_one(tmp_
 
 
 # ----------------------------------------------------------------------------------- the training loop
-@pytest.fixture
-def cifar_home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "torch_home"
-    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    return home
-
-
 def test_train_a_net_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, cifar_home, monkeypatch, capsys,
                                                                       one_thread):
-    def argv(save_dir: Path) -> list[str]:
-        return ["--arch", "resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10", "--seeds", "777",
-                "--epochs", "3", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet",
-                "--save_dir", str(save_dir)]
-
+    argv = train_a_net_argv
     train_a_net.run(argv(tmp_path / "reference"))
     name = f"arch-{enumerate_archs().index(parse_arch('resnet')):05d}-seed-777"
     out = tmp_path / "stopped"
@@ -318,9 +307,7 @@ def test_basic_main_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, c
     model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
 
     def argv(save_dir: Path) -> list[str]:
-        return ["--dataset", "cifar10", "--model_config", str(model_config), "--optim_config",
-                "configs/opts/NAS-CIFAR.config", "--save_dir", str(save_dir), "--rand_seed", "3", "--epochs", "3",
-                "--warmup", "0", "--batch_size", "8", "--limit_batches", "3", "--device", "cpu", "--quiet"]
+        return basic_main_argv(model_config, save_dir)
 
     basic_main.run(argv(tmp_path / "reference"))
     out = tmp_path / "stopped"
