@@ -621,3 +621,22 @@ def test_a_signal_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch
         signal.signal(signal.SIGTERM, previous)
     assert load_checkpoint(tmp_path / "ck.pth")["epoch"] == 2, "the write completed before the signal"
     assert not list(tmp_path.glob(".*.tmp")), "no temporary left behind"
+
+
+def test_host_agreements_under_nccl_go_through_a_gloo_group_of_their_own(tmp_path, monkeypatch):
+    """The stop check reads its answer on the host: with NCCL as the default group it uses a gloo group beside it
+    (CPU tensors, no GPU synchronisation). Simulated on CPU: a one-process gloo job that reports NCCL."""
+    import torch.distributed as dist
+
+    from xautodl.runtime import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert distributed.largest_over_ranks(7) == 7 and distributed._HOST_GROUP is None  # gloo: the default group
+        monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+        assert distributed.largest_over_ranks(3) == 3
+        assert distributed._HOST_GROUP is not None and distributed._host_group() is distributed._HOST_GROUP
+        distributed.barrier()
+    finally:
+        distributed.cleanup_distributed()
+    assert distributed._HOST_GROUP is None and not dist.is_initialized()

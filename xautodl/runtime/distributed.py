@@ -84,8 +84,10 @@ def distributed_job(device: torch.device) -> Iterator[Job]:
 
 def cleanup_distributed() -> None:
     """Leave the process group started by `setup_distributed` (nothing to do for a single process)."""
+    global _HOST_GROUP
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _HOST_GROUP = None
 
 
 def broadcast_object(value: Any, src: int = 0) -> Any:
@@ -106,19 +108,34 @@ def all_gather_objects(value: Any) -> list[Any]:
     return gathered
 
 
-def largest_over_ranks(value: int, device: torch.device) -> int:
-    """The largest of the processes' `value`s (an int each; a tensor on `device`, which the backend needs)."""
+_HOST_GROUP: Any = None  # see _host_group
+
+
+def _host_group() -> Any:
+    """The process group for small agreements between the processes' hosts: the default group when it is gloo,
+    else (NCCL) a gloo group beside it, made on first use (by every process at the same call, as groups must be).
+    Agreeing over gloo on CPU tensors never waits for the GPU, which an NCCL collective read on the host would."""
+    global _HOST_GROUP
+    if dist.get_backend() == "gloo":
+        return None
+    if _HOST_GROUP is None:
+        _HOST_GROUP = dist.new_group(backend="gloo")
+    return _HOST_GROUP
+
+
+def largest_over_ranks(value: int) -> int:
+    """The largest of the processes' `value`s (an int each), on every process; `value` itself alone."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
-    holder = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(holder, op=dist.ReduceOp.MAX)
+    holder = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(holder, op=dist.ReduceOp.MAX, group=_host_group())
     return int(holder.item())
 
 
-def barrier(device: torch.device) -> None:
-    """Wait until every process gets here (nothing to wait for in a single process). A collective on a tensor on
-    `device`, so that NCCL never has to guess the process's GPU as `dist.barrier()` does."""
-    largest_over_ranks(0, device)
+def barrier() -> None:
+    """Wait until every process gets here (nothing to wait for in a single process); over the host group, so that
+    NCCL never has to guess the process's GPU as `dist.barrier()` does."""
+    largest_over_ranks(0)
 
 
 def broadcast_buffers(module: nn.Module, src: int = 0) -> None:

@@ -490,11 +490,9 @@ class EpochLoop:
         return parameter.device if parameter is not None else torch.device("cpu")
 
     def _agreed_stop_signal(self) -> int:
-        """The signal that asked this run to stop, as every process agrees (0: none): one small collective per
-        call under torchrun, so that all processes stop after the same step."""
-        if world_info()[1] == 1:
-            return self._stop.signum
-        return largest_over_ranks(self._stop.signum, self._device())
+        """The signal that asked this run to stop, as every process agrees (0: none): under torchrun one 8-byte
+        all-reduce on the CPU (gloo) per call, so that all processes stop after the same step."""
+        return largest_over_ranks(self._stop.signum)
 
     def _stop_mid_epoch(self, epoch: int, done: int, steps: int, progress: EpochProgress, signum: int) -> None:
         """Save the state after step `done` of `epoch` (never a non-finite one) and raise Preempted."""
@@ -504,7 +502,7 @@ class EpochLoop:
             info = {"step": done, "steps": steps, "seconds": progress.seconds(), "meters": meters}
             save_checkpoint(self.mid_epoch_path, self.state_dict(epoch, mid_epoch=info))
         self._stop.acted_on = True
-        barrier(self._device())  # no process ends (which has torchrun signal the others) before the checkpoint is complete
+        barrier()  # no process ends (which has torchrun signal the others) before the checkpoint is complete
         raise Preempted(f"stopped by {signal_name(signum)} after step {done} of {steps} of epoch {epoch + 1}/"
                         f"{self.total_epochs}, saved in {self.mid_epoch_path}; re-running the same command resumes "
                         f"at step {done + 1}", signum)
