@@ -637,6 +637,10 @@ def test_host_agreements_under_nccl_go_through_a_gloo_group_of_their_own(tmp_pat
         assert distributed.largest_over_ranks(3) == 3
         assert distributed._HOST_GROUP is not None and distributed._host_group() is distributed._HOST_GROUP
         distributed.barrier()
+        lagged = distributed.LaggedMaximum()  # in a job the answer is the value of the call before
+        assert [lagged.ask(value) for value in (0, 15, 0, 0)] == [0, 0, 15, 0]
+        assert lagged.ask(1) == 0 and lagged.settle() == 1 and lagged.settle() == 0
     finally:
         distributed.cleanup_distributed()
     assert distributed._HOST_GROUP is None and not dist.is_initialized()
+    assert distributed.LaggedMaximum().ask(15) == 15, "a single process gets its own value at once"

@@ -132,6 +132,33 @@ def largest_over_ranks(value: int) -> int:
     return int(holder.item())
 
 
+class LaggedMaximum:
+    """The largest of the processes' values, asked after every step without waiting for the other processes: each
+    `ask(value)` hands this process's value in and returns the largest of the values handed in at the call before
+    (0 at the first); that all-reduce (gloo, CPU) has long finished by then. Every process gets the same answer at
+    the same call. A single process gets its own value back at once."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[torch.Tensor, Any] | None = None
+
+    def ask(self, value: int) -> int:
+        if not (dist.is_available() and dist.is_initialized()):
+            return value
+        answer = self.settle()
+        holder = torch.tensor([value], dtype=torch.int64)
+        self._pending = (holder, dist.all_reduce(holder, op=dist.ReduceOp.MAX, group=_host_group(), async_op=True))
+        return answer
+
+    def settle(self) -> int:
+        """Wait for the question still open and return its answer (0 when none is open)."""
+        if self._pending is None:
+            return 0
+        holder, work = self._pending
+        work.wait()
+        self._pending = None
+        return int(holder.item())
+
+
 def barrier() -> None:
     """Wait until every process gets here (nothing to wait for in a single process); over the host group, so that
     NCCL never has to guess the process's GPU as `dist.barrier()` does."""

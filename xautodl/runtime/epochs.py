@@ -33,7 +33,8 @@ from ..errors import CheckpointError, TrainingError, XAutoDLError
 from ..optim.meters import DeviceMeter
 from .checkpoint import (ForeignCheckpointError, UnsafeCheckpointError, load_resume_checkpoint, previous_path,
                          save_checkpoint)
-from .distributed import all_gather_objects, barrier, broadcast_object, largest_over_ranks, world_info
+from .distributed import (LaggedMaximum, all_gather_objects, barrier, broadcast_object, largest_over_ranks,
+                          world_info)
 from .logger import RunLogger
 from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
@@ -458,14 +459,15 @@ class EpochLoop:
         """(step, batch) for the training steps of `epoch` from `progress.first_step` on; the loop trains on each
         batch and adds it to `progress.meter`. Shows the progress bar and the `print_freq` lines.
 
-        After every step but the epoch's last, a stop request (SIGTERM / SIGHUP) agreed by all processes ends the
-        epoch: its state is saved as a mid-epoch checkpoint and Preempted raised. (After the last step the epoch
+        After every step but the epoch's last, a stop request (SIGTERM / SIGHUP) agreed by all processes (under
+        torchrun one step after it arrived: they agree without waiting for each other) ends the epoch: its state is saved as a mid-epoch checkpoint and Preempted raised. (After the last step the epoch
         is finished and saved as usual, and `fit` stops before the next one.) An epoch resumed from a mid-epoch
         checkpoint first draws the batches of its done steps without yielding them, so that the loaders' random
         streams advance exactly as before, then puts back the RNG states saved after its last done step."""
         steps = self.epoch_steps()
         bar = self.progress_bar(steps, epoch, progress.first_step)
         batch_iterator = iter(batches)
+        agreement = LaggedMaximum()  # under torchrun the processes agree one step late, without waiting
         try:
             if progress.first_step:
                 for _ in zip(range(progress.first_step), batch_iterator):
@@ -476,10 +478,11 @@ class EpochLoop:
                 yield step, batch
                 bar.update(1)
                 self.log_step(bar, epoch, step, steps, progress.meter.format())
-                if step + 1 < steps:
-                    signum = self._agreed_stop_signal()
-                    if signum:
-                        self._stop_mid_epoch(epoch, step + 1, steps, progress, signum)
+                signum = agreement.ask(self._stop.signum)
+                if signum and step + 1 < steps:
+                    agreement.settle()
+                    self._stop_mid_epoch(epoch, step + 1, steps, progress, signum)
+            agreement.settle()
         finally:
             bar.close()
 
@@ -490,8 +493,8 @@ class EpochLoop:
         return parameter.device if parameter is not None else torch.device("cpu")
 
     def _agreed_stop_signal(self) -> int:
-        """The signal that asked this run to stop, as every process agrees (0: none): under torchrun one 8-byte
-        all-reduce on the CPU (gloo) per call, so that all processes stop after the same step."""
+        """The signal that asked this run to stop, as every process agrees now (0: none); one 8-byte all-reduce
+        over gloo under torchrun (between epochs; after each step `epoch_batches` asks without waiting)."""
         return largest_over_ranks(self._stop.signum)
 
     def _stop_mid_epoch(self, epoch: int, done: int, steps: int, progress: EpochProgress, signum: int) -> None:
