@@ -320,3 +320,32 @@ def test_basic_main_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, c
     assert without_timings(final["history"]) == without_timings(reference["history"])
     for key in ("epoch", "model", "optimizer", "rng", "best"):
         assert_same(final[key], reference[key], key)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_imagenet_folder_run_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, capsys,
+                                                                                 one_thread, workers):
+    """ImageNet-1k reads files through a DataLoader: with workers its augmentation draws from the workers' seeds,
+    without them from the global RNG, which the resumed epoch gets back only after its done steps are redrawn."""
+    from fakedata import write_image_folder
+    from test_basic_main import arch_config
+
+    root = write_image_folder(tmp_path / "ILSVRC2012", classes=3, per_class=4, size=24)
+    config = arch_config(tmp_path / "imagenet.config", "GDAS_V1", 8, kind="imagenet")
+
+    def argv(save_dir: Path) -> list[str]:
+        return ["--dataset", "imagenet-1k", "--data_path", str(root), "--model_config", str(config), "--save_dir",
+                str(save_dir), "--rand_seed", "1", "--epochs", "2", "--warmup", "0", "--batch_size", "2",
+                "--limit_batches", "3", "--workers", str(workers), "--device", "cpu", "--quiet"]
+
+    basic_main.run(argv(tmp_path / "reference"))
+    out = tmp_path / "stopped"
+    with SignalAtSteps(5):  # step 2 of epoch 2
+        status, err = run_entry(monkeypatch, capsys, basic_main.main, argv(out), prog="basic-main.py")
+    assert status == 75 and "after step 2 of 3 of epoch 2/2" in err[0]
+    assert run_entry(monkeypatch, capsys, basic_main.main, argv(out), prog="basic-main.py")[0] == 0
+    final = load_checkpoint(out / "checkpoint" / "seed-1-basic.pth")
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoint" / "seed-1-basic.pth")
+    assert without_timings(final["history"]) == without_timings(reference["history"])
+    for key in ("model", "optimizer", "rng"):
+        assert_same(final[key], reference[key], key)
