@@ -349,3 +349,49 @@ def test_an_imagenet_folder_run_stopped_mid_epoch_ends_like_an_uninterrupted_run
     assert without_timings(final["history"]) == without_timings(reference["history"])
     for key in ("model", "optimizer", "rng"):
         assert_same(final[key], reference[key], key)
+
+
+def test_fp16_loss_scale_is_checkpointed_so_a_preempted_run_goes_on_with_it(tmp_path, monkeypatch, one_thread):
+    """With --amp fp16 the loss scale adapts during training (it halves on every overflow); a resumed run that
+    started again at 65536 would skip steps the uninterrupted run took. CPU autocast stands in for a GPU here."""
+    from xautodl.optim.schedules import CosineWithWarmup
+    from xautodl.runtime import RunLogger
+    from xautodl.runtime.epochs import RunFiles
+    from xautodl.runtime.signals import Preempted
+    from xautodl.train.loop import Trainer, TrainSettings
+
+    def trainer(run_dir: Path) -> Trainer:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        generator = torch.Generator().manual_seed(1)
+        batches = [(torch.randn(4, 3, 2, 2, generator=generator) * 3, torch.randint(0, 3, (4,), generator=generator))
+                   for _ in range(4)]
+        settings = TrainSettings(total_epochs=2, progress=False, print_freq=0, amp="fp16")
+        return Trainer(model, batches, {"test": batches[:1]}, optimizer, CosineWithWarmup(optimizer, 2),
+                       torch.nn.CrossEntropyLoss(), settings, RunFiles(run_dir, "seed-0"),
+                       {"seed": 0}, RunLogger(run_dir, "log.txt", tensorboard=False))
+
+    reference = trainer(tmp_path / "reference")
+    reference.fit()
+    # The gradients times the first scales overflow fp16: those steps are skipped and the scale halves each time.
+    assert reference.scaler.get_scale() < 65536.0
+    real_step, calls = Trainer._backward_and_step, []
+
+    def signalling_step(self, loss):  # every training step, taken or skipped for an overflow
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_step(self, loss)
+
+    monkeypatch.setattr(Trainer, "_backward_and_step", signalling_step)
+    with pytest.raises(Preempted, match="after step 2 of 4 of epoch 1/2"):
+        trainer(tmp_path / "run").fit()
+    monkeypatch.setattr(Trainer, "_backward_and_step", real_step)
+    resumed = trainer(tmp_path / "run")
+    resumed.fit()
+    final = load_checkpoint(tmp_path / "run" / "checkpoint" / "seed-0-basic.pth")
+    expected = load_checkpoint(tmp_path / "reference" / "checkpoint" / "seed-0-basic.pth")
+    for key in ("model", "optimizer"):  # a scale back at 65536 would skip the resumed run's first step
+        assert_same(final[key], expected[key], key)
+    assert final["scaler"] == expected["scaler"]

@@ -460,8 +460,9 @@ class EpochLoop:
         batch and adds it to `progress.meter`. Shows the progress bar and the `print_freq` lines.
 
         After every step but the epoch's last, a stop request (SIGTERM / SIGHUP) agreed by all processes (under
-        torchrun one step after it arrived: they agree without waiting for each other) ends the epoch: its state is saved as a mid-epoch checkpoint and Preempted raised. (After the last step the epoch
-        is finished and saved as usual, and `fit` stops before the next one.) An epoch resumed from a mid-epoch
+        torchrun one step after it arrived: they agree without waiting for each other) ends the epoch: its state is
+        saved as a mid-epoch checkpoint and Preempted raised. (After the last step the epoch is finished and saved
+        as usual, and `fit` stops before the next one.) An epoch resumed from a mid-epoch
         checkpoint first draws the batches of its done steps without yielding them, so that the loaders' random
         streams advance exactly as before, then puts back the RNG states saved after its last done step."""
         steps = self.epoch_steps()

@@ -75,7 +75,9 @@ class Trainer(EpochLoop):
 
     # ----------------------------------------------------------------------------------- the skeleton's hooks
     def stateful(self) -> dict[str, Any]:
-        return {"model": self.model, "optimizer": self.optimizer}
+        # fp16's loss scale adapts during training: a resumed run must go on with it, not start again at 65536.
+        scaler = {} if self.scaler is None else {"scaler": self.scaler}
+        return {"model": self.model, "optimizer": self.optimizer, **scaler}
 
     def loop_settings(self) -> dict[str, Any]:
         """The schedule's settings, the regularisers (auxiliary-loss weight, drop-path, gradient clipping) and the
