@@ -77,7 +77,7 @@ def distributed_job(device: torch.device) -> Iterator[Job]:
         if world_size > 1:
             # Leave together: a rank that tears its process group down while rank 0 is still writing results can
             # abort at exit ("terminate called without an active exception", seen with gloo on 2 CPU processes).
-            dist.barrier()
+            barrier()
     finally:
         cleanup_distributed()
 
