@@ -202,12 +202,12 @@ def test_a_preempted_two_process_search_stops_on_one_step_and_resumes_exactly(tm
 
 
 LEAVE_THE_JOB = """
-import torch, torch.distributed as dist
+import sys, pathlib, torch, torch.distributed as dist
 from xautodl.runtime.distributed import distributed_job
 with distributed_job(torch.device("cpu")) as job:
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))  # keeps the group alive, as in a run
     dist.all_reduce(torch.ones(4_000_000), async_op=True)  # a tensor only gloo's worker thread still holds
-print("left", job.rank)
+pathlib.Path(sys.argv[1], f"left-{job.rank}").touch()  # got this far; only the exit remains
 """
 
 
@@ -220,8 +220,10 @@ def test_processes_leave_a_job_without_aborting(tmp_path):
     script = tmp_path / "leave.py"
     script.write_text(LEAVE_THE_JOB)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    for _ in range(4):
+    for launch in range(4):
+        marks = tmp_path / f"launch-{launch}"
+        marks.mkdir()
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               str(script)], capture_output=True, text=True, env=env, timeout=300)
+                               str(script), str(marks)], capture_output=True, text=True, env=env, timeout=300)
+        assert sorted(path.name for path in marks.iterdir()) == ["left-0", "left-1"], done.stderr[-2000:]
         assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr[-2000:]
-        assert sorted(done.stdout.split()) == ["0", "1", "left", "left"]
