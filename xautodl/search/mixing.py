@@ -46,15 +46,29 @@ class SoftmaxSample:
 
     def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
         self.weights = weights
-        self.computed = [k for k, name in enumerate(op_names) if name != "none"]
+        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
         self.rows = [row.unbind(0) for row in weights.unbind(0)]  # every weight a node needs, as a device scalar
 
     def node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        """The sum over the node's edges e and their ops k of softmax(alpha)[e, k] * op_k(x_e), `none` left out."""
         total = None
         for e, ops, x in edges:
             for k in self.computed:
                 total = _add_scaled(total, self.rows[e][k], x.apply(ops[k]))
         return total
+
+
+class SoftmaxMixer:
+    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
+
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
+        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class GumbelSample:
@@ -76,36 +90,23 @@ class GumbelSample:
             self.scales = chosen_values
         routed = self.differentiable and unsampled_gradient
         self.unused = weights.scatter(-1, chosen.unsqueeze(-1), 0.0).sum(-1) if routed else None
-        self.node_offsets: dict[int, torch.Tensor] = {}  # first edge -> the node's sum of `unused`, for all cells
+        self.node_offsets: dict[int, torch.Tensor] = {}  # a node's first edge -> the node's sum of `unused`
 
     def node(self, edges: Sequence[Edge]) -> torch.Tensor:
-        first = edges[0][0]
-        total = None
-        if self.unused is not None:
-            if first not in self.node_offsets:
-                self.node_offsets[first] = self.unused[first:first + len(edges)].sum()
-            total = self.node_offsets[first]
+        """The sum over the node's edges e of h[e, c_e] * op_{c_e}(x_e), plus the node's sum of `unused`."""
+        first = edges[0][0]  # a node's edges are consecutive rows: its offset is a slice, made once for every cell
+        if self.unused is not None and first not in self.node_offsets:
+            self.node_offsets[first] = self.unused[first:first + len(edges)].sum()
+        total = self.node_offsets.get(first)
         for e, ops, x in edges:
-            if self.chosen_ops[e] not in self.none_ops:
-                total = _add_scaled(total, self.scales[e], x.apply(ops[self.chosen_ops[e]]))
+            c = self.chosen_ops[e]
+            if c not in self.none_ops:  # `none` adds zeros
+                total = _add_scaled(total, self.scales[e], x.apply(ops[c]))
         if total is None or total.dim() == 0:  # `none` on every edge: zeros of the node's shape (plus the offset)
             e, ops, x = edges[0]
             zeros = x.apply(ops[self.chosen_ops[e]])
-            return zeros if total is None else zeros + total
+            total = zeros if total is None else zeros + total
         return total
-
-
-class SoftmaxMixer:
-    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
-
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
-        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 class GumbelHardMixer:
@@ -121,15 +122,6 @@ class GumbelHardMixer:
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._pending_state: torch.Tensor | None = None
-
-    def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed)
-            if self._pending_state is not None:
-                self._generator.set_state(self._pending_state)
-                self._pending_state = None
-        return self._generator
 
     def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> GumbelSample:
         """One sample; `unsampled_gradient` says whether nodes add the value-zero weights of the ops their edges did
@@ -156,6 +148,15 @@ class GumbelHardMixer:
         edges = alphas.shape[0]
         return GumbelSample(weights, index, [int(k) for k in host[:edges]], host[edges:2 * edges], op_names,
                             unsampled_gradient)
+
+    def _generator_for(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+            if self._pending_state is not None:
+                self._generator.set_state(self._pending_state)
+                self._pending_state = None
+        return self._generator
 
     def state_dict(self) -> dict:
         generator = self._generator
