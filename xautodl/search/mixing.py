@@ -20,7 +20,7 @@ weights are host numbers, so that a weight of exactly 1.0 costs nothing and the 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,19 @@ Edge = tuple[int, Sequence[nn.Module], Any]  # (edge index, candidate ops, input
 Scale = torch.Tensor | float  # a mixing weight on the device, or its value read to the host
 
 
-def _add_scaled(total: torch.Tensor | None, scale: Scale, term: torch.Tensor) -> torch.Tensor:
-    """total + scale * term in one kernel; the first term of a sum (total None) with a host scale of 1.0 in none."""
-    if total is None:
-        return term if isinstance(scale, float) and scale == 1.0 else term * scale
-    if isinstance(scale, float):
-        return torch.add(total, term, alpha=scale)
-    return torch.addcmul(total, scale, term)
+def _weighted_sum(start: torch.Tensor | None, terms: Iterable[tuple[Scale, torch.Tensor]]) -> torch.Tensor | None:
+    """start + the sum of scale * term over `terms`: one fused multiply-add each (a first host scale of 1.0: none),
+    in place once the sum has a buffer of its own: never into `start` (shared by cells) or a term (it may be another
+    op's input, e.g. a skip connection's)."""
+    total, owned = start, False
+    for scale, term in terms:
+        if total is None:
+            total, owned = (term, False) if isinstance(scale, float) and scale == 1.0 else (term * scale, True)
+        elif isinstance(scale, float):
+            total, owned = total.add_(term, alpha=scale) if owned else torch.add(total, term, alpha=scale), True
+        else:
+            total, owned = total.addcmul_(scale, term) if owned else torch.addcmul(total, scale, term), True
+    return total
 
 
 class SoftmaxSample:
@@ -51,11 +57,7 @@ class SoftmaxSample:
 
     def node(self, edges: Sequence[Edge]) -> torch.Tensor:
         """The sum over the node's edges e and their ops k of softmax(alpha)[e, k] * op_k(x_e), `none` left out."""
-        total = None
-        for e, ops, x in edges:
-            for k in self.computed:
-                total = _add_scaled(total, self.rows[e][k], x.apply(ops[k]))
-        return total
+        return _weighted_sum(None, ((self.rows[e][k], x.apply(ops[k])) for e, ops, x in edges for k in self.computed))
 
 
 class SoftmaxMixer:
@@ -97,11 +99,9 @@ class GumbelSample:
         first = edges[0][0]  # a node's edges are consecutive rows: its offset is a slice, made once for every cell
         if self.unused is not None and first not in self.node_offsets:
             self.node_offsets[first] = self.unused[first:first + len(edges)].sum()
-        total = self.node_offsets.get(first)
-        for e, ops, x in edges:
-            c = self.chosen_ops[e]
-            if c not in self.none_ops:  # `none` adds zeros
-                total = _add_scaled(total, self.scales[e], x.apply(ops[c]))
+        # `none` adds zeros: left out.
+        sampled = [(e, ops[self.chosen_ops[e]], x) for e, ops, x in edges if self.chosen_ops[e] not in self.none_ops]
+        total = _weighted_sum(self.node_offsets.get(first), ((self.scales[e], x.apply(op)) for e, op, x in sampled))
         if total is None or total.dim() == 0:  # `none` on every edge: zeros of the node's shape (plus the offset)
             e, ops, x = edges[0]
             zeros = x.apply(ops[self.chosen_ops[e]])
