@@ -47,32 +47,6 @@ def _weighted_sum(start: torch.Tensor | None, terms: Iterable[tuple[Scale, torch
     return total
 
 
-class SoftmaxSample:
-    """DARTS: every op of edge e weighted by softmax(alpha)[e] (`weights`)."""
-
-    def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
-        self.weights = weights
-        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
-        self.rows = [row.unbind(0) for row in weights.unbind(0)]  # every weight a node needs, as a device scalar
-
-    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
-        """The sum over the node's edges e and their ops k of softmax(alpha)[e, k] * op_k(x_e), `none` left out."""
-        return _weighted_sum(None, ((self.rows[e][k], x.apply(ops[k])) for e, ops, x in edges for k in self.computed))
-
-
-class SoftmaxMixer:
-    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
-
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
-        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
 class GumbelSample:
     """GDAS: edge e computes only its sampled op c_e = `chosen_ops[e]`, weighted by h[e, c_e] (`weights` is h).
 
@@ -167,3 +141,29 @@ class GumbelHardMixer:
         self.tau, self.seed = float(state["tau"]), int(state["seed"])
         self._generator = None
         self._pending_state = state.get("generator")
+
+
+class SoftmaxSample:
+    """DARTS: every op of edge e weighted by softmax(alpha)[e] (`weights`)."""
+
+    def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
+        self.weights = weights
+        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
+        self.rows = [row.unbind(0) for row in weights.unbind(0)]  # every weight a node needs, as a device scalar
+
+    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        """The sum over the node's edges e and their ops k of softmax(alpha)[e, k] * op_k(x_e), `none` left out."""
+        return _weighted_sum(None, ((self.rows[e][k], x.apply(ops[k])) for e, ops, x in edges for k in self.computed))
+
+
+class SoftmaxMixer:
+    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
+
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
+        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
