@@ -1,8 +1,7 @@
 """The edge mixers (`xautodl.search.mixing`): GDAS's hard Gumbel sample and straight-through node, DARTS's softmax
-mixture, each against its textbook definition; and the kernel-count budgets of their fast paths."""
+mixture, each against its textbook definition (`reference_mixing`, `reference_ops`); and the kernel-count budgets
+of their fast paths."""
 from __future__ import annotations
-
-import contextlib
 
 import pytest
 import torch
@@ -11,10 +10,11 @@ from torch import nn
 
 from conftest import batch, tiny_supernet
 from conftest import RecordingMixer
+from reference_mixing import gumbel_edge, softmax_edge
+from reference_ops import textbook_twin
 from xautodl.search.mixing import GumbelHardMixer, GumbelSample, SoftmaxMixer
 from xautodl.spaces.nas201 import NB201_OPS, SearchCell
 from xautodl.spaces.ops import NodeInput, Zero
-from xautodl.utils.fastpath import textbook
 
 
 class Scale(nn.Module):
@@ -30,14 +30,6 @@ def _edge_ops() -> list[nn.Module]:
     return [Zero(2, 2, 1), Scale(2.0), Scale(-3.0), Scale(0.5)]
 
 
-def _gdas_node_by_definition(weights, chosen, xs, ops):
-    """GDAS as published: per edge sum_j (w_j * op_j(x) if j is sampled else w_j), summed over the node's edges."""
-    total = 0
-    for w, k, x in zip(weights, chosen, xs):
-        total = total + sum(w[j] * ops[j](x) if j == k else w[j] for j in range(len(ops)))
-    return total
-
-
 @pytest.mark.parametrize("chosen", [[1, 2], [0, 3], [0, 0], [3, 3]])
 def test_gdas_node_equals_the_published_sum_in_value_and_gradient(chosen):
     torch.manual_seed(1)
@@ -47,9 +39,10 @@ def test_gdas_node_equals_the_published_sum_in_value_and_gradient(chosen):
     xs = [torch.randn(3, 2, 4, 4, requires_grad=True) for _ in chosen]
     ops = _edge_ops()
     values = weights.detach().gather(-1, torch.tensor(chosen).unsqueeze(-1)).squeeze(-1).tolist()
-    sample = GumbelSample(weights, torch.tensor(chosen), list(chosen), values, none_ops=frozenset({0}))
+    sample = GumbelSample(weights, torch.tensor(chosen), list(chosen), values, ["none", "a", "b", "c"])
     node = sample.node([(e, ops, NodeInput(x)) for e, x in enumerate(xs)])
-    expected = _gdas_node_by_definition(weights, chosen, xs, ops)
+    edge_output = gumbel_edge(weights, chosen, unsampled_gradient=True)
+    expected = sum(edge_output(e, ops, x) for e, x in enumerate(xs))
     expected = expected.expand_as(node) if expected.dim() == 0 else expected
     torch.testing.assert_close(node, expected)
     upstream = torch.randn_like(node)
@@ -69,8 +62,8 @@ def test_softmax_node_mixes_every_op_but_none():
     xs = [torch.randn(3, 2, 4, 4) for _ in range(2)]
     ops = _edge_ops()
     node = sample.node([(e, ops, NodeInput(x)) for e, x in enumerate(xs)])
-    w = F.softmax(logits, dim=-1)
-    expected = sum(w[e, j] * ops[j](x) for e, x in enumerate(xs) for j in range(1, 4))
+    edge_output = softmax_edge(logits)  # `none` included: it adds zeros
+    expected = sum(edge_output(e, ops, x) for e, x in enumerate(xs))
     torch.testing.assert_close(node, expected)
 
 
@@ -105,10 +98,10 @@ def test_darts_cell_computes_one_relu_per_node_input_with_the_same_value_and_gra
     # Every node but the last is read by two conv ops on each of its outgoing edges: 12 ReLUs unshared, 3 shared.
     assert _count_aten(lambda: cell(x, SoftmaxMixer()(logits, NB201_OPS)), "aten.relu") == 3
     out = cell(x, SoftmaxMixer()(logits, NB201_OPS))
-    w = F.softmax(logits, dim=-1)
+    edge_output = softmax_edge(logits)
     nodes = [x]
     for inputs in cell.node_edges:  # the textbook sum: every op on its own input, none included
-        nodes.append(sum(w[e, k] * op(nodes[source]) for e, source in inputs for k, op in enumerate(cell.edges[e])))
+        nodes.append(sum(edge_output(e, cell.edges[e], nodes[source]) for e, source in inputs))
     torch.testing.assert_close(out, nodes[-1])
     upstream = torch.randn_like(out)
     got = torch.autograd.grad(out, [logits, x, *cell.parameters()], upstream)
@@ -193,13 +186,13 @@ def test_darts_mixes_every_op_but_none():
 @pytest.mark.parametrize("space", ["nas-bench-201", "nasnet"])
 @pytest.mark.parametrize("algorithm", ["GDAS", "DARTS-V1"])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_supernet_fast_paths_equal_their_textbook_forms(space, algorithm, layout):
-    """Every fast op and mixer path against its textbook form through the one switch (`textbook()`): logits, alpha
-    and weight gradients and BN statistics of a whole supernet, in float64."""
+def test_supernet_equals_its_textbook_twin(space, algorithm, layout):
+    """Every fast op and mixer path against its textbook form (`reference_ops.textbook_twin`): logits, alpha and
+    weight gradients and BN statistics of a whole supernet, in float64."""
     from xautodl.search.algorithms import build_mixer
     from xautodl.spaces import get_space
 
-    def run(textbook_mode: bool):
+    def run(textbook: bool):
         torch.manual_seed(0)
         mixer = build_mixer(algorithm, tau=5.0, seed=1)
         if space == "nasnet":
@@ -208,15 +201,16 @@ def test_supernet_fast_paths_equal_their_textbook_forms(space, algorithm, layout
         else:
             model = get_space(space).build_supernet(mixer, 5, C=4, N=1)
         model = model.double().to(memory_format=layout)
+        if textbook:
+            model = textbook_twin(model)
         with torch.no_grad():  # spread alphas: GDAS then samples a mix of ops, `none` seldom on a whole node
             for alphas in model.alphas():
                 alphas.normal_(0.0, 1.0)
                 alphas[:, 0] -= 2.0  # `none` is op 0 in both spaces
         x = batch(0, n=4, size=16)[0].double().contiguous(memory_format=layout)
-        with (textbook() if textbook_mode else contextlib.nullcontext()):
-            logits = model(x)
-            probe = torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits)
-            grads = torch.autograd.grad((logits * probe).sum(), [*model.alphas(), *model.weights()], allow_unused=True)
+        logits = model(x)
+        probe = torch.linspace(-1, 1, logits.numel(), dtype=torch.float64).view_as(logits)
+        grads = torch.autograd.grad((logits * probe).sum(), [*model.alphas(), *model.weights()], allow_unused=True)
         return logits, grads, [b.clone() for b in model.buffers()]
 
     (fast, fast_grads, fast_buffers), (slow, slow_grads, slow_buffers) = run(False), run(True)

@@ -3,9 +3,10 @@
 The fast cell (`NASNetSearchCell.forward` with the samples' `node`) shares one ReLU per node input, skips `none`,
 computes only the sampled op under GDAS, uses host float weights without a gradient and adds the value-zero
 weights of unsampled ops as one scalar per node. The textbook form below has none of that: it preprocesses both
-inputs, calls every op module of an edge on its own (each with its own ReLU), weights it by the edge's mixing
-weight, sums a node's edges and concatenates the last `multiplier` nodes. It runs on a deep copy of the cell
-(same weights, fresh BatchNorm statistics, contiguous layout) so that neither side sees the other's BN updates.
+inputs, computes every edge by the formulas of `reference_mixing` (every op module of an edge called on its own,
+each with its own ReLU, weighted by the edge's mixing weight), sums a node's edges and concatenates the last
+`multiplier` nodes. It runs on a deep copy of the cell whose ops take their textbook forms (`reference_ops`; same
+weights, fresh BatchNorm statistics, contiguous layout) so that neither side sees the other's BN updates.
 
 Everything is float64 and compared with `torch.testing.assert_close` defaults for float64 (rtol 1e-7, atol 1e-7).
 The last test checks that a channels-last cell's output stays channels-last (also when a GDAS node sampled `none` on
@@ -19,6 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reference_mixing import gumbel_edge, softmax_edge
+from reference_ops import textbook_ops
 from xautodl.search.algorithms import frozen
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
 from xautodl.spaces.nasnet import DARTS_OPS, NASNetSearchCell, search_edges
@@ -66,7 +69,7 @@ def _setup(kind: str, layout: torch.memory_format):
     reduction, reduction_prev = CELLS[kind]
     torch.manual_seed(0)
     cell = NASNetSearchCell(C_PREV_PREV, C_PREV, C, reduction, reduction_prev, STEPS, MULTIPLIER).double().train()
-    reference = copy.deepcopy(cell)
+    reference = textbook_ops(copy.deepcopy(cell))
     cell = cell.to(memory_format=layout)
     side0 = 2 * SIDE if reduction_prev else SIDE
     generator = torch.Generator().manual_seed(5)
@@ -94,31 +97,6 @@ def _textbook_cell(cell: NASNetSearchCell, s0: torch.Tensor, s1: torch.Tensor, e
             total = total + term
         nodes.append(total)
     return torch.cat(nodes[-cell.multiplier:], dim=1)
-
-
-def _darts_edge(alphas: torch.Tensor):
-    weights = F.softmax(alphas, dim=-1)
-
-    def edge_output(e, ops, x):
-        out = weights[e, 0] * ops[0](x)  # every op, `none` (zeros) included
-        for k in range(1, len(ops)):
-            out = out + weights[e, k] * ops[k](x)
-        return out
-
-    return edge_output
-
-
-def _gdas_edge(weights: torch.Tensor, chosen: list[int], unsampled_gradient: bool):
-    def edge_output(e, ops, x):
-        k = chosen[e]
-        out = weights[e, k] * ops[k](x)
-        if unsampled_gradient:  # the value-zero weights of the other ops, each carrying its gradient
-            for j in range(len(ops)):
-                if j != k:
-                    out = out + weights[e, j]
-        return out
-
-    return edge_output
 
 
 def _assert_cell_matches(cell, reference, s0, s1, out, expected, alphas=None):
@@ -174,12 +152,12 @@ def test_darts_cell_equals_the_softmax_sum_of_every_op(kind, layout, frozen_alph
     if frozen_alphas:
         with frozen([alphas]):
             out = cell(s0, s1, SoftmaxMixer()(alphas, DARTS_OPS))
-            expected = _textbook_cell(reference, s0, s1, _darts_edge(alphas))
+            expected = _textbook_cell(reference, s0, s1, softmax_edge(alphas))
         assert alphas.requires_grad
         grads = _assert_cell_matches(cell, reference, s0, s1, out, expected)
     else:
         out = cell(s0, s1, SoftmaxMixer()(alphas, DARTS_OPS))
-        expected = _textbook_cell(reference, s0, s1, _darts_edge(alphas))
+        expected = _textbook_cell(reference, s0, s1, softmax_edge(alphas))
         grads = _assert_cell_matches(cell, reference, s0, s1, out, expected, alphas)
         assert (grads["alphas"].abs().sum(dim=1) > 0).all()
     # Every op is computed: every parameter has a gradient.
@@ -229,7 +207,7 @@ def test_gdas_cell_equals_the_straight_through_sample(kind, layout, unsampled_gr
     assert sample.differentiable
     chosen = _check_gdas_sample(sample, unsampled_gradient)
     out = cell(s0, s1, sample)
-    expected = _textbook_cell(reference, s0, s1, _gdas_edge(sample.weights, chosen, unsampled_gradient))
+    expected = _textbook_cell(reference, s0, s1, gumbel_edge(sample.weights, chosen, unsampled_gradient))
     grads = _assert_cell_matches(cell, reference, s0, s1, out, expected, alphas)
     # Only the sampled ops (and the preprocessing) are computed: exactly their parameters have gradients.
     for name, owner in _parameter_owners(cell).items():
@@ -258,7 +236,7 @@ def test_gdas_weight_step_with_frozen_alphas_uses_host_weights_and_equals_the_te
         chosen = _check_gdas_sample(sample, True)
         assert sample.chosen_values == [sample.weights[e, k].item() for e, k in enumerate(chosen)]
         out = cell(s0, s1, sample)
-        expected = _textbook_cell(reference, s0, s1, _gdas_edge(sample.weights, chosen, False))
+        expected = _textbook_cell(reference, s0, s1, gumbel_edge(sample.weights, chosen, False))
     assert alphas.requires_grad
     grads = _assert_cell_matches(cell, reference, s0, s1, out, expected)
     for name, owner in _parameter_owners(cell).items():

@@ -8,7 +8,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -190,6 +190,25 @@ def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=src)
+
+
+def average_over_ranks(tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Each tensor replaced in place by its mean over the processes (a list of the same tensors); as is alone.
+
+    One all-reduce of all of them flattened together. A None (the gradient of an op GDAS did not sample) must be
+    None on every process, as it is when all processes draw the same sample.
+    """
+    tensors = list(tensors)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    present = [t for t in tensors if t is not None]
+    if present:
+        flat = torch.cat([t.reshape(-1) for t in present])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for t, averaged in zip(present, flat.split([t.numel() for t in present])):
+            t.copy_(averaged.view_as(t))
+    return tensors
 
 
 def per_process_batch(batch_size: int, world_size: int) -> int:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
+from ..runtime.distributed import average_over_ranks
 from ..runtime.precision import autocast, grad_scaler
 from .mixing import GumbelHardMixer, SoftmaxMixer
 
@@ -47,24 +47,6 @@ def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def average_across_ranks(grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
-    """Mean of each gradient over the processes of a torchrun job (as is, for a single process).
-
-    Gradients that are None (ops GDAS did not sample) are None on every rank, since all ranks draw the same sample.
-    """
-    grads = list(grads)
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return grads
-    present = [g for g in grads if g is not None]
-    if present:
-        flat = torch.cat([g.reshape(-1) for g in present])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        for g, averaged in zip(present, flat.split([g.numel() for g in present])):
-            g.copy_(averaged.view_as(g))
-    return grads
-
-
 class SearchAlgorithm:
     """Weight step shared by every algorithm; `arch_step` is the first-order architecture step."""
 
@@ -83,16 +65,10 @@ class SearchAlgorithm:
         self.amp = amp
         self.scaler = grad_scaler(amp, self.device)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.amp, self.device):
-            logits = self.forward_model(x)
-            loss = self.criterion(logits, y)
-        return loss, logits
-
     def _grads(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """Gradients of `loss` with respect to `params` only (loss-scaled under fp16), averaged across ranks."""
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
-        return average_across_ranks(torch.autograd.grad(scaled, params, allow_unused=True))
+        return average_over_ranks(torch.autograd.grad(scaled, params, allow_unused=True))
 
     def _step(self, optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter], clip: float = 0.0) -> None:
         if self.scaler is not None:
@@ -106,8 +82,9 @@ class SearchAlgorithm:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step of the weights on a train batch; returns the (detached) loss and logits."""
-        with frozen(self.alphas):
-            loss, logits = self._loss(x, y)
+        with frozen(self.alphas), autocast(self.amp, self.device):
+            logits = self.forward_model(x)
+            loss = self.criterion(logits, y)
         # Differentiate only with respect to the weights: no alpha gradient is needed here. GDAS leaves the
         # ops it did not sample unused, their gradient is None and the optimiser leaves them untouched.
         _assign_grads(self.weights, self._grads(loss, self.weights))
@@ -116,7 +93,9 @@ class SearchAlgorithm:
 
     def arch_step(self, train: Batch, valid: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step of the alphas on a valid batch; returns the (detached) valid loss and logits."""
-        loss, logits = self._loss(*valid)
+        with autocast(self.amp, self.device):
+            logits = self.forward_model(valid[0])
+            loss = self.criterion(logits, valid[1])
         # Differentiating only with respect to the alphas skips every weight-gradient kernel.
         _assign_grads(self.alphas, self._grads(loss, self.alphas))
         self._step(self.a_optimizer, self.alphas)
@@ -146,12 +125,16 @@ class DartsV2(SearchAlgorithm):
         names = {id(p): n for n, p in self.model.named_parameters()}
         self._weight_names = [names[id(p)] for p in self.weights]
 
+    def _train_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.amp, self.device):
+            return self.criterion(self.forward_model(x), y)
+
     def _virtual_weights(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         group = self.w_optimizer.param_groups[0]
         lr, decay, momentum = group["lr"], group["weight_decay"], group.get("momentum", 0.0)
         with frozen(self.alphas):
-            loss, _ = self._loss(x, y)
-        grads = average_across_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
+            loss = self._train_loss(x, y)
+        grads = average_over_ranks(torch.autograd.grad(loss, self.weights, allow_unused=True))
         virtual = []
         with torch.no_grad():
             for param, grad in zip(self.weights, grads):
@@ -169,8 +152,8 @@ class DartsV2(SearchAlgorithm):
         with torch.no_grad():
             for param, d in zip(self.weights, direction):
                 param.add_(d * scale)
-        loss, _ = self._loss(x, y)
-        grads = average_across_ranks(torch.autograd.grad(loss, self.alphas))
+        loss = self._train_loss(x, y)
+        grads = average_over_ranks(torch.autograd.grad(loss, self.alphas))
         with torch.no_grad():
             for param, original in zip(self.weights, saved):
                 param.copy_(original)
@@ -185,7 +168,7 @@ class DartsV2(SearchAlgorithm):
         with autocast(self.amp, self.device):
             logits = functional_call(self.model, state, (valid[0],))
             loss = self.criterion(logits, valid[1])
-        grads = average_across_ranks(torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True))
+        grads = average_over_ranks(torch.autograd.grad(loss, [*self.alphas, *virtual], allow_unused=True))
         alpha_grads, weight_grads = grads[: len(self.alphas)], grads[len(self.alphas):]
         direction = [torch.zeros_like(w) if g is None else g for w, g in zip(virtual, weight_grads)]
         norm = torch.cat([d.flatten() for d in direction]).norm()

@@ -1,11 +1,10 @@
 """Edge mixing: how a supernet edge combines its candidate ops, one sample type per algorithm.
 
 A supernet owns its architecture parameters (one row of op logits per edge) and, once per forward and per cell
-kind, asks its mixer for a sample; every cell node then calls `sample.node(edges)` with its incoming edges as
-(edge index, the edge's candidate ops, the edge's input node). Spaces never import this module: they receive a
-mixer from the entry point and only use `mixer(alphas, op_names, unsampled_gradient=...)`, `mixer.tau` and
-`sample.node`. An input node is a `NodeInput` (owned by the cell, see `xautodl.spaces.ops`); ops read it with
-`node_input.apply(op)`.
+kind, asks its mixer for a sample: `mixer(alphas, op_names, unsampled_gradient=...)`. Every cell node then calls
+`sample.node(edges)` with its incoming edges as (edge index, the edge's candidate ops, the edge's input node); a
+node's edges are consecutive rows of the alphas. Spaces never import this module. An input node is a `NodeInput`
+(owned by the cell, see `xautodl.spaces.ops`); an op reads it with `node_input.apply(op)`.
 
 - `SoftmaxSample` (DARTS): node = sum over edges e and ops k of softmax(alpha)[e, k] * op_k(x_e).
 - `GumbelSample` (GDAS): one op c_e per edge from a hard Gumbel-softmax sample, weights
@@ -13,145 +12,75 @@ mixer from the entry point and only use `mixer(alphas, op_names, unsampled_gradi
   `unsampled_gradient`) the value-zero sum of h[e, k] over the other ops, which routes the straight-through
   gradient to every alpha of the edge.
 
-Each `node` has a textbook branch (exactly those formulas, every op called, `none` included) and a fast one, chosen
-by `xautodl.utils.fastpath`. The fast one makes every scalar it needs once per forward (the step is launch-bound on
-a GPU, where a small kernel costs as much as a convolution), skips `none`, adds each term with one fused
-multiply-add into the node's own buffer, and, where no gradient flows to the weights (the weight step, with the
-alphas frozen), uses GDAS's weights as host numbers: a weight of exactly 1.0 then costs nothing.
+`tests/reference_mixing.py` states these formulas plainly; the tests hold this module to them. The code here
+computes the same numbers for a step that is launch-bound on a GPU, where a small kernel costs as much as a
+convolution: every scalar a node needs is made once per forward, `none` (zeros) is skipped, each term is added with
+one fused multiply-add, and where no gradient flows to the mixing weights (the weight step, alphas frozen) GDAS's
+weights are host numbers, so that a weight of exactly 1.0 costs nothing and the value-zero terms are left out.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TrainingError
-from ..utils.fastpath import fast_paths
 
 Edge = tuple[int, Sequence[nn.Module], Any]  # (edge index, candidate ops, input NodeInput)
-Scale = torch.Tensor | float  # a weight on the device, or its value read to the host
+Scale = torch.Tensor | float  # a mixing weight on the device, or its value read to the host
 
 
-class NodeSum:
-    """The sum of scale * term over a node's terms: one fused kernel per term, in place once the buffer is the
-    node's own (never in place into a term that may be another op's input, e.g. a skip connection's)."""
-
-    def __init__(self, start: torch.Tensor | None = None) -> None:
-        self.value, self.owned = start, False
-
-    def add(self, scale: Scale, term: torch.Tensor) -> None:
-        out = self.value
-        if isinstance(scale, float):
-            if out is None:
-                self.value, self.owned = (term, False) if scale == 1.0 else (term * scale, True)
-                return
-            self.value = out.add_(term, alpha=scale) if self.owned else torch.add(out, term, alpha=scale)
-        elif out is None:
-            self.value = term * scale
+def _weighted_sum(start: torch.Tensor | None, terms: Iterable[tuple[Scale, torch.Tensor]]) -> torch.Tensor | None:
+    """start + the sum of scale * term over `terms`: one fused multiply-add each (a first host scale of 1.0: none),
+    in place once the sum has a buffer of its own: never into `start` (shared by cells) or a term (it may be another
+    op's input, e.g. a skip connection's)."""
+    total, owned = start, False
+    for scale, term in terms:
+        if total is None:
+            total, owned = (term, False) if isinstance(scale, float) and scale == 1.0 else (term * scale, True)
+        elif isinstance(scale, float):
+            total, owned = total.add_(term, alpha=scale) if owned else torch.add(total, term, alpha=scale), True
         else:
-            self.value = out.addcmul_(scale, term) if self.owned else torch.addcmul(out, scale, term)
-        self.owned = True
-
-
-class SoftmaxSample:
-    """DARTS: every op of edge e weighted by softmax(alpha)[e]."""
-
-    def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
-        self.weights = weights
-        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
-        # One unbind per row: every scalar a node needs, made once per forward.
-        self._rows = [row.unbind(0) for row in weights.unbind(0)] if fast_paths() else None
-
-    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
-        if self._rows is None or not fast_paths():
-            return sum(self.weights[e, k] * x.apply(op) for e, ops, x in edges for k, op in enumerate(ops))
-        total = NodeSum()
-        for e, ops, x in edges:
-            row = self._rows[e]
-            for k in self.computed:
-                total.add(row[k], x.apply(ops[k]))
-        return total.value
+            total, owned = total.addcmul_(scale, term) if owned else torch.addcmul(total, scale, term), True
+    return total
 
 
 class GumbelSample:
-    """GDAS: edge e computes only its sampled op `chosen_ops[e]`, weighted by h[e, chosen] (`weights` is h).
+    """GDAS: edge e computes only its sampled op c_e = `chosen_ops[e]`, weighted by h[e, c_e] (`weights` is h).
 
-    `chosen_values` are the values of those weights read to the host with the sample (used when no gradient flows
-    to the weights); `none_ops` are the op indices of `none`.
+    `scales[e]` is h[e, c_e]: a device scalar when the weights carry a gradient (the alpha step), else its value
+    read to the host with the sample (`chosen_values`). `unused[e]` is the sum of h[e, k] over the other ops, zero
+    in value, made only when `unsampled_gradient` routes the alphas' gradient through it.
     """
 
     def __init__(self, weights: torch.Tensor, chosen: torch.Tensor, chosen_ops: list[int], chosen_values: list[float],
-                 none_ops: frozenset[int], unsampled_gradient: bool = True) -> None:
+                 op_names: Sequence[str], unsampled_gradient: bool = True) -> None:
         self.weights, self.chosen, self.chosen_ops, self.chosen_values = weights, chosen, chosen_ops, chosen_values
-        self.none_ops, self.unsampled_gradient = none_ops, unsampled_gradient
-        self.differentiable = weights.requires_grad
-        self._scales: list[Scale] | None = None
-        self._unused: torch.Tensor | None = None
-        self._offsets: dict[tuple[int, ...], torch.Tensor] = {}
+        self.none_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
+        self.unsampled_gradient, self.differentiable = unsampled_gradient, weights.requires_grad
+        if self.differentiable:
+            self.scales: Sequence[Scale] = weights.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).unbind(0)
+        else:
+            self.scales = chosen_values
+        routed = self.differentiable and unsampled_gradient
+        self.unused = weights.scatter(-1, chosen.unsqueeze(-1), 0.0).sum(-1) if routed else None
+        self.node_offsets: dict[int, torch.Tensor] = {}  # a node's first edge -> the node's sum of `unused`
 
     def node(self, edges: Sequence[Edge]) -> torch.Tensor:
-        if not fast_paths():
-            return self._textbook_node(edges)
-        # The value-zero weights of the unsampled ops, summed over the node's edges into one scalar (made once per
-        # node for all cells); without a gradient to carry they are left out.
-        route = self.differentiable and self.unsampled_gradient
-        total = NodeSum(self._offset(tuple(e for e, _, _ in edges)) if route else None)
-        scales = self._chosen_scales()
-        for e, ops, x in edges:
-            if self.chosen_ops[e] not in self.none_ops:
-                total.add(scales[e], x.apply(ops[self.chosen_ops[e]]))
-        if total.value is None or total.value.dim() == 0:  # `none` on every edge: zeros of the node's shape
+        """The sum over the node's edges e of h[e, c_e] * op_{c_e}(x_e), plus the node's sum of `unused`."""
+        first = edges[0][0]  # a node's edges are consecutive rows: its offset is a slice, made once for every cell
+        if self.unused is not None and first not in self.node_offsets:
+            self.node_offsets[first] = self.unused[first:first + len(edges)].sum()
+        # `none` adds zeros: left out.
+        sampled = [(e, ops[self.chosen_ops[e]], x) for e, ops, x in edges if self.chosen_ops[e] not in self.none_ops]
+        total = _weighted_sum(self.node_offsets.get(first), ((self.scales[e], x.apply(op)) for e, op, x in sampled))
+        if total is None or total.dim() == 0:  # `none` on every edge: zeros of the node's shape (plus the offset)
             e, ops, x = edges[0]
             zeros = x.apply(ops[self.chosen_ops[e]])
-            return zeros if total.value is None else zeros + total.value
-        return total.value
-
-    def _textbook_node(self, edges: Sequence[Edge]) -> torch.Tensor:
-        out = 0
-        for e, ops, x in edges:
-            c = self.chosen_ops[e]
-            out = out + self.weights[e, c] * x.apply(ops[c])
-            if self.unsampled_gradient:
-                out = out + sum(self.weights[e, k] for k in range(len(ops)) if k != c)
-        return out
-
-    def _chosen_scales(self) -> list[Scale]:
-        if self._scales is None:
-            if self.differentiable:  # one gather + unbind: the chosen weight of every edge as a device scalar
-                self._scales = list(self.weights.gather(-1, self.chosen.unsqueeze(-1)).squeeze(-1).unbind(0))
-            else:
-                self._scales = list(self.chosen_values)
-        return self._scales
-
-    @staticmethod
-    def unused_weights(weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """Per edge, the sum of the weights of every op but the chosen one (exactly zero in value for GDAS weights,
-        one_hot - p.detach() + p, with a gradient of one to each of them)."""
-        return weights.scatter(-1, chosen.unsqueeze(-1), 0.0).sum(-1)
-
-    def _offset(self, ids: tuple[int, ...]) -> torch.Tensor:
-        if ids not in self._offsets:
-            if self._unused is None:
-                self._unused = self.unused_weights(self.weights, self.chosen)
-            contiguous = ids == tuple(range(ids[0], ids[0] + len(ids)))
-            terms = self._unused[ids[0]:ids[0] + len(ids)] if contiguous else self._unused[list(ids)]
-            self._offsets[ids] = terms.sum()
-        return self._offsets[ids]
-
-
-class SoftmaxMixer:
-    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
-
-    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
-        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
+            total = zeros if total is None else zeros + total
+        return total
 
 
 class GumbelHardMixer:
@@ -162,20 +91,11 @@ class GumbelHardMixer:
     fixed seed gives the same sample sequence, and distributed ranks seeded alike sample the same sub-graph.
     """
 
-    def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
+    def __init__(self, tau: float, seed: int = 0) -> None:
         self.tau = tau
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._pending_state: torch.Tensor | None = None
-
-    def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed)
-            if self._pending_state is not None:
-                self._generator.set_state(self._pending_state)
-                self._pending_state = None
-        return self._generator
 
     def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> GumbelSample:
         """One sample; `unsampled_gradient` says whether nodes add the value-zero weights of the ops their edges did
@@ -200,9 +120,17 @@ class GumbelHardMixer:
                                     "smaller --arch_learning_rate or learning rate.")
             break
         edges = alphas.shape[0]
-        none_ops = frozenset(k for k, name in enumerate(op_names) if name == "none")
-        return GumbelSample(weights, index, [int(k) for k in host[:edges]], host[edges:2 * edges], none_ops,
+        return GumbelSample(weights, index, [int(k) for k in host[:edges]], host[edges:2 * edges], op_names,
                             unsampled_gradient)
+
+    def _generator_for(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+            if self._pending_state is not None:
+                self._generator.set_state(self._pending_state)
+                self._pending_state = None
+        return self._generator
 
     def state_dict(self) -> dict:
         generator = self._generator
@@ -213,3 +141,29 @@ class GumbelHardMixer:
         self.tau, self.seed = float(state["tau"]), int(state["seed"])
         self._generator = None
         self._pending_state = state.get("generator")
+
+
+class SoftmaxSample:
+    """DARTS: every op of edge e weighted by softmax(alpha)[e] (`weights`)."""
+
+    def __init__(self, weights: torch.Tensor, op_names: Sequence[str]) -> None:
+        self.weights = weights
+        self.computed = [k for k, name in enumerate(op_names) if name != "none"]  # `none` adds zeros
+        self.rows = [row.unbind(0) for row in weights.unbind(0)]  # every weight a node needs, as a device scalar
+
+    def node(self, edges: Sequence[Edge]) -> torch.Tensor:
+        """The sum over the node's edges e and their ops k of softmax(alpha)[e, k] * op_k(x_e), `none` left out."""
+        return _weighted_sum(None, ((self.rows[e][k], x.apply(ops[k])) for e, ops, x in edges for k in self.computed))
+
+
+class SoftmaxMixer:
+    """DARTS: continuous relaxation, all ops mixed with softmax(alpha) weights (no temperature)."""
+
+    def __call__(self, alphas: torch.Tensor, op_names: Sequence[str], unsampled_gradient: bool = True) -> SoftmaxSample:
+        return SoftmaxSample(F.softmax(alphas, dim=-1), op_names)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

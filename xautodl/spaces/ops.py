@@ -4,8 +4,9 @@ Every op is built as `OPS[name](C_in, C_out, stride, affine, track_running_stats
 (N, C_in, H, W) tensor to (N, C_out, H / stride, W / stride). In a search cell an op reads a `NodeInput` instead
 (`NodeInput.apply(op)`): the ops that start with a ReLU then share that node's one ReLU.
 
-The fast forms here (polyphase dilated convolutions, pooling as a convolution, the shared ReLU) give way to their
-textbook forms inside `xautodl.utils.fastpath.textbook()`.
+Three speed tricks compute textbook definitions with fewer or faster kernels: a node's one ReLU shared by its ops,
+a dilated depthwise convolution run on polyphase components, average pooling run as a convolution.
+`tests/reference_ops.py` holds the textbook forms the tests compare them with.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
-from ..utils.fastpath import fast_paths
 
 OpFactory = Callable[[int, int, int, bool, bool], nn.Module]
 
@@ -52,13 +52,8 @@ class NodeInput:
 
     def apply(self, op: nn.Module) -> torch.Tensor:
         """op(node) through `op.__call__` (so hooks fire); an op that starts with a ReLU gets this object and uses
-        the shared ReLU, every other op (and every op in textbook mode) gets the tensor."""
-        return op(self) if getattr(op, "reads_node_input", False) and fast_paths() else op(self.value)
-
-
-def _activate(first: nn.Module, x: torch.Tensor | NodeInput) -> torch.Tensor:
-    """The op's first layer applied to its input: the node's shared activation when it reads a `NodeInput`."""
-    return x.activated(first) if isinstance(x, NodeInput) else first(x)
+        the shared ReLU, every other op gets the tensor."""
+        return op(self) if getattr(op, "reads_node_input", False) else op(self.value)
 
 
 class ReLUFirst(nn.Sequential):
@@ -72,9 +67,9 @@ class ReLUFirst(nn.Sequential):
         return self[0]
 
     def forward(self, x: torch.Tensor | NodeInput) -> torch.Tensor:
-        layers = list(self._modules.values())
-        out = _activate(layers[0], x)
-        for layer in layers[1:]:
+        first, *rest = self._modules.values()
+        out = x.activated(first) if isinstance(x, NodeInput) else first(x)
+        for layer in rest:
             out = layer(out)
         return out
 
@@ -130,7 +125,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d, kernel, stride = self.dilation[0], self.kernel_size[0], self.stride[0]
-        if d == 1 or x.device.type != "cpu" or x.dim() != 4 or not fast_paths():
+        if d == 1 or x.device.type != "cpu" or x.dim() != 4:
             return super().forward(x)
         height, width = x.shape[-2:]
         padding = (kernel - 1) // 2
@@ -238,7 +233,7 @@ class FactorizedReduce(nn.Module):
         return self.relu
 
     def forward(self, x: torch.Tensor | NodeInput) -> torch.Tensor:
-        x = _activate(self.relu, x)
+        x = x.activated(self.relu) if isinstance(x, NodeInput) else self.relu(x)
         # On even sizes the shifted grid's stride-2 samples never reach the zero padding, so only odd sizes pay for
         # the padded copy.
         odd = x.shape[-2] % 2 or x.shape[-1] % 2
@@ -288,7 +283,7 @@ class AvgPool3x3(nn.Module):
         return self._constants[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or not fast_paths():
+        if x.device.type != "cpu":
             return F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
         kernel, scale = self._kernel_and_scale(x)
         return F.conv2d(x, kernel, stride=self.stride, padding=1, groups=x.shape[1]) * scale
