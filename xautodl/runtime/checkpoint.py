@@ -174,25 +174,17 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
     """The state to resume from: `path`, else `<path>.prev` when `path` is missing or damaged, else None.
 
     `check(file, state)` judges a loaded state: a CheckpointError from it makes the file unusable like damaged
-    bytes do (e.g. fields this tool never writes); an UnsafeCheckpointError, ForeignCheckpointError or
-    OutdatedCheckpointError stops at once.
-    None means neither file exists, so the run starts from scratch. When files exist but none loads this raises
-    CheckpointError: starting over would overwrite earlier results without anyone noticing.
+    bytes do (e.g. fields this tool never writes); the FINAL_CHECKPOINT_ERRORS stop at once. None means neither
+    file exists, so the run starts from scratch. When files exist but none loads this raises CheckpointError:
+    starting over would overwrite earlier results without anyone noticing.
     """
     main, previous = Path(path), previous_path(path)
     if not main.exists() and not previous.exists():
         return None
-
-    def load(file: Path) -> dict[str, Any]:
-        state = load_checkpoint(file)
-        if check is not None:
-            check(file, state)
-        return state
-
     main_problem = "it does not exist"
     if main.exists():
         try:
-            return load(main)
+            return _load_checked(main, check)
         except FINAL_CHECKPOINT_ERRORS:
             raise
         except CheckpointError as err:
@@ -203,7 +195,7 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"{main} to start this run from scratch."
         )
     try:
-        state = load(previous)
+        state = _load_checked(previous, check)
     except FINAL_CHECKPOINT_ERRORS:
         raise
     except CheckpointError as err:
@@ -211,17 +203,29 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "
             "this run from scratch."
         ) from None
-    message = f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}"
-    if main.exists():
-        # Move the damaged file aside: otherwise the next save would keep it as `.prev`, replacing the good one.
-        damaged = main.with_name(main.name + DAMAGED_SUFFIX)
-        try:
-            os.replace(main, damaged)
-            message += f" (the damaged file is kept as {damaged})"
-        except FileNotFoundError:
-            pass  # another process of a distributed run moved it first
-    _warn(message, logger)
+    _warn(f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}"
+          f"{_set_aside(main)}", logger)
     return state
+
+
+def _load_checked(file: Path, check: Callable[[Path, dict], None] | None) -> dict[str, Any]:
+    state = load_checkpoint(file)
+    if check is not None:
+        check(file, state)
+    return state
+
+
+def _set_aside(damaged: Path) -> str:
+    """Move a damaged last checkpoint aside, so that the next save does not keep it as `.prev` in place of the
+    good one; returns what to add to the warning."""
+    if not damaged.exists():
+        return ""
+    kept = damaged.with_name(damaged.name + DAMAGED_SUFFIX)
+    try:
+        os.replace(damaged, kept)
+    except FileNotFoundError:
+        return ""  # another process of a distributed run moved it first
+    return f" (the damaged file is kept as {kept})"
 
 
 def _warn(message: str, logger: SupportsLog | None) -> None:
