@@ -53,7 +53,8 @@ class RecordingLogger:
     def log(self, message: str) -> None:
         self.lines.append(message)
 
-# ----------------------------------------------------------------------------------------------------------- writing
+
+# -------------------------------------------------------------------------------------------------------------- writing
 def test_checkpoint_round_trip_records_the_schema(tmp_path):
     state = {"epoch": 3, "weights": {"w": torch.arange(4.0)}, "args": {"seed": 1, "name": "GDAS"}, "history": [[1, 2]],
              "shape": torch.Size([2, 3]), "best": None}
@@ -178,7 +179,8 @@ def test_a_checkpoint_writer_never_removes_another_live_writers_temporary(tmp_pa
     assert live.read_bytes() == b"another writer is filling this"
     assert load_checkpoint(path)["epoch"] == 2
 
-# ------------------------------------------------------------------------------------------------ reading, and .prev
+
+# --------------------------------------------------------------------------------------------------- reading, and .prev
 def test_resume_without_checkpoints_starts_from_scratch(tmp_path):
     assert load_resume_checkpoint(tmp_path / "none.pth") is None
 
@@ -272,7 +274,8 @@ def test_a_checkpoint_of_another_development_build_is_refused_with_one_line(tmp_
     with pytest.raises(OutdatedCheckpointError):
         load_resume_checkpoint(path)
 
-# ------------------------------------------------------------------------------------------------------ JSON records
+
+# --------------------------------------------------------------------------------------------------------- JSON records
 @dataclasses.dataclass
 class Timing:
     seconds: float
@@ -311,7 +314,8 @@ def test_atomic_write_json(tmp_path):
     with pytest.raises(XAutoDLError, match=r"cannot write .*file/summary.json"):
         atomic_write_json(tmp_path / "file" / "summary.json", {})
 
-# ---------------------------------------------------------------------------------------------------------- in a run
+
+# ------------------------------------------------------------------------------------------------------------- in a run
 def test_unsafe_checkpoint_is_reported_unsafe_with_this_torchs_wording(tmp_path, run_copy, monkeypatch, capsys):
     """torch 2.6+ words a blocked module as "unsupported GLOBAL posix.system whose module posix is blocked"."""
     import os

@@ -19,7 +19,7 @@ from xautodl.search.loop import SearchLoop
 from xautodl.train.loop import Trainer
 
 
-# ------------------------------------------------------------------------------------------------------ saving order
+# --------------------------------------------------------------------------------------------------------- saving order
 def test_crash_between_the_best_and_the_last_checkpoint_leaves_them_consistent(tmp_path, monkeypatch, references,
                                                                                one_thread):
     argv = TINY_SEARCH + ["--epochs", "3"]
@@ -65,7 +65,8 @@ def test_finished_run_killed_before_its_summary_gets_it_on_rerun(tmp_path, monke
     written = json.loads(summary.read_text())
     assert written["epochs_done"] == 2 and written["final_genotype"] == written["history"][-1]["genotype"]
 
-# ------------------------------------------------------------------------------------------------- non-finite epochs
+
+# ---------------------------------------------------------------------------------------------------- non-finite epochs
 def poisoned_criterion(build_criterion, poison: dict):
     """A criterion builder whose losses turn NaN while poison['on'] is set."""
     def build(config):

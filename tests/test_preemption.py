@@ -70,7 +70,8 @@ def search(monkeypatch, capsys, run_dir: Path, *signal_steps: int, algorithm: st
         return run_entry(monkeypatch, capsys, lambda: cli.main(algorithm),
                          SEARCH_ARGV + ["--save_dir", str(run_dir)], prog=f"{algorithm}.py")
 
-# ----------------------------------------------------------------------------------------------- the search, exactly
+
+# -------------------------------------------------------------------------------------------------- the search, exactly
 @pytest.mark.parametrize("algorithm, signal_step, signame", [
     ("GDAS", 1, "SIGTERM"),      # the first step of the run: no complete epoch yet
     ("GDAS", 5, "SIGTERM"),      # the middle of epoch 2
@@ -180,7 +181,8 @@ def test_a_signal_in_the_last_step_of_the_run_ends_it_finished(tmp_path, monkeyp
     assert status == 128 + signal.SIGTERM and err[0].startswith("terminated by SIGTERM")
     assert load_checkpoint(last)["finished"] and json.loads(summary.read_text())["epochs_done"] == EPOCHS
 
-# -------------------------------------------------------------------------------- a mid-epoch file that cannot serve
+
+# ----------------------------------------------------------------------------------- a mid-epoch file that cannot serve
 def _preempted_run(tmp_path, monkeypatch, capsys) -> Path:
     run_dir = tmp_path / "run"
     assert search(monkeypatch, capsys, run_dir, 5)[0] == 75  # after step 2 of epoch 2
@@ -242,7 +244,8 @@ def test_another_settings_mid_epoch_checkpoint_is_refused_like_the_last_one(tmp_
     assert status == 1 and "a_optimizer.lr 0.0003 (checkpoint) vs 0.01 (this command)" in err[0]
     assert mid_epoch_file(run_dir).read_bytes() == before
 
-# ------------------------------------------------------------------------------------------------- the training loop
+
+# ---------------------------------------------------------------------------------------------------- the training loop
 def test_train_a_net_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, cifar_home, monkeypatch, capsys,
                                                                       one_thread):
     argv = train_a_net_argv

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,8 @@ TIMEOUT_S = 300
 
 LAUNCHER = Path(__file__).resolve().parent / "crash_launcher.py"
 
-# ---------------------------------------------------------------------------------- tampered and damaged checkpoints
+
+# ------------------------------------------------------------------------------------- tampered and damaged checkpoints
 def _wrong_shape(state: dict) -> str:
     name = next(key for key, value in state["model"].items() if value.dim() == 4)
     state["model"][name] = torch.zeros(3, 3, 3, 3)
@@ -169,7 +171,8 @@ def test_a_checkpoint_of_an_earlier_development_build_stops_the_rerun_with_one_l
                     f"start the run again")
     assert snapshot(run_copy) == before
 
-# ---------------------------------------------------------------------------------------------- settings-safe resume
+
+# ------------------------------------------------------------------------------------------------- settings-safe resume
 def _config_with_lr(tmp_path: Path, lr: str) -> Path:
     import json
 
@@ -216,40 +219,51 @@ def test_resume_with_new_settings_continues_with_them_and_records_the_change(run
     again = cli.run("GDAS", argv[:-1])
     assert again["epochs_done"] == 3
 
+@pytest.fixture(scope="module")
+def one_epoch_basic_main(tmp_path_factory) -> tuple[Path, list[str], dict]:
+    """A finished 1-epoch basic-main run (tiny CIFAR-10, a GDAS_V1 network), made once for the tests that re-run
+    it with other settings: (its folder, its command line but --save_dir and --optim_config, its optim config)."""
+    import fakedata
+    from test_basic_main import arch_config
+    from xautodl.commands import basic_main
+
+    root = tmp_path_factory.mktemp("basic-main")
+    fakedata.write_cifar10(root / "torch_home" / "cifar.python", n_train=32, n_test=16)
+    optim = json.loads((REPO / "configs/opts/NAS-CIFAR.config").read_text())
+    (root / "optim.config").write_text(json.dumps(optim))
+    model_config = arch_config(root / "gdas.config", "GDAS_V1", 8)
+    argv = ["--dataset", "cifar10", "--model_config", str(model_config), "--rand_seed", "3", "--epochs", "1",
+            "--warmup", "0", "--batch_size", "8", "--limit_batches", "2", "--device", "cpu", "--quiet"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(root / "torch_home"))
+        basic_main.run([*argv, "--save_dir", str(root / "run"), "--optim_config", str(root / "optim.config")])
+    return root, argv, optim
+
+
 @pytest.mark.parametrize("entry, value, named", [
     ("auxiliary", "0.2", "aux_weight 0.4 (checkpoint) vs 0.2 (this command)"),
     ("criterion", "SmoothSoftmax", "label_smoothing 0.0 (checkpoint) vs 0.1 (this command)"),
 ])
-def test_basic_main_refuses_another_auxiliary_weight_or_criterion(tmp_path, monkeypatch, capsys, entry, value, named):
-    import json
-
-    import fakedata
-    from conftest import REPO
-    from test_basic_main import arch_config
+def test_basic_main_refuses_another_auxiliary_weight_or_criterion(one_epoch_basic_main, tmp_path, monkeypatch,
+                                                                  capsys, entry, value, named):
     from xautodl.commands import basic_main
 
-    home = tmp_path / "torch_home"
-    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    optim = json.loads((REPO / "configs/opts/NAS-CIFAR.config").read_text())
+    root, argv, optim = one_epoch_basic_main
+    shutil.copytree(root / "run", tmp_path / "run")
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch_home"))
     changed = dict(optim, **{entry: ["str" if entry == "criterion" else "float", value]})
-    (tmp_path / "optim.config").write_text(json.dumps(optim))
     (tmp_path / "changed.config").write_text(json.dumps(changed))
-    model_config = arch_config(tmp_path / "gdas.config", "GDAS_V1", 8)
-    argv = ["--dataset", "cifar10", "--model_config", str(model_config), "--save_dir", str(tmp_path / "run"),
-            "--rand_seed", "3", "--epochs", "1", "--warmup", "0", "--batch_size", "8", "--limit_batches", "2",
-            "--device", "cpu", "--quiet"]
-    basic_main.run([*argv, "--optim_config", str(tmp_path / "optim.config")])
     before = snapshot(tmp_path / "run")
-    monkeypatch.setattr(sys, "argv", ["basic-main.py", *argv, "--epochs", "2", "--optim_config",
-                                      str(tmp_path / "changed.config")])
+    monkeypatch.setattr(sys, "argv", ["basic-main.py", *argv, "--save_dir", str(tmp_path / "run"), "--epochs", "2",
+                                      "--optim_config", str(tmp_path / "changed.config")])
     with pytest.raises(SystemExit) as ended:
         basic_main.main()
     line = one_error_line(capsys.readouterr().err)
     assert ended.value.code == 1 and "was trained with other settings: " in line and named in line, line
     assert snapshot(tmp_path / "run") == before
 
-# ----------------------------------------------------------------------------------------------- one process per run
+
+# -------------------------------------------------------------------------------------------------- one process per run
 HOLDER = """
 import sys, time
 from xautodl.commands import search
@@ -300,7 +314,8 @@ def test_a_second_run_on_the_same_folder_stops_at_once_and_a_killed_holder_leave
     summary = cli.run("GDAS", argv)
     assert summary["epochs_done"] == 3
 
-# ----------------------------------------------------------------------------------------------------------- kill -9
+
+# -------------------------------------------------------------------------------------------------------------- kill -9
 @pytest.fixture(scope="module")
 def launcher():
     """The launcher process (tests/crash_launcher.py) and a queue of the lines it prints."""

@@ -27,7 +27,8 @@ from xautodl.runtime import (
 def draw_numbers() -> tuple:
     return random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist()
 
-# ----------------------------------------------------------------------------------------------------------- devices
+
+# -------------------------------------------------------------------------------------------------------------- devices
 def hide_accelerators(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -66,7 +67,8 @@ def test_cuda_index_beyond_the_visible_devices(monkeypatch):
     with pytest.raises(XAutoDLError, match=r"only 2 CUDA device\(s\) are visible"):
         select_device("cuda:2")
 
-# --------------------------------------------------------------------------------------------- seeding and RNG state
+
+# ------------------------------------------------------------------------------------------------ seeding and RNG state
 def test_a_seed_reproduces_every_generator():
     assert seed_everything(7) == 7
     first = draw_numbers()
@@ -121,7 +123,8 @@ def test_rng_state_is_plain_data():
     loaded = torch.load(buffer, weights_only=True)
     assert set(loaded) >= {"python", "numpy", "torch"}
 
-# ----------------------------------------------------------------------------------------------------------- logging
+
+# -------------------------------------------------------------------------------------------------------------- logging
 def test_logger_writes_timestamped_lines_to_stdout_and_file(tmp_path, capsys):
     with RunLogger(tmp_path / "run", tensorboard=False) as logger:
         logger.log("epoch 1: accuracy 50.00%")
@@ -177,7 +180,8 @@ def test_unwritable_run_directory(tmp_path):
     with pytest.raises(XAutoDLError, match=r"cannot write the run log .*file/run/log.txt"):
         RunLogger(blocker / "run")
 
-# ----------------------------------------------------------------------------------- processes, memory layout, flags
+
+# -------------------------------------------------------------------------------------- processes, memory layout, flags
 def test_single_process_is_rank_zero_of_one():
     assert world_info() == (0, 1)
     assert is_main_process()

@@ -17,7 +17,7 @@ from xautodl.runtime import load_checkpoint, main_guard, save_checkpoint
 from xautodl.runtime import signals
 
 
-# ------------------------------------------------------------------------------------------------------ entry points
+# --------------------------------------------------------------------------------------------------------- entry points
 def test_main_guard_returns_the_result():
     assert main_guard(lambda: 42) == 42
 
@@ -72,7 +72,8 @@ def test_after_a_stop_request_a_failing_collective_of_a_torchrun_job_is_the_stop
                 request.acted_on = True  # as a loop that saved: the signal is not handed on after the block
                 raise error
 
-# ------------------------------------------------------------------------------------------------------- file writes
+
+# ---------------------------------------------------------------------------------------------------------- file writes
 def test_a_signal_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch):
     """SIGTERM raised while the temporary file is being written (the handler raises, as main_guard's does) must
     neither leave the temporary behind nor break the file: the write completes, then the signal arrives."""
@@ -103,7 +104,8 @@ def test_a_signal_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch
     assert load_checkpoint(tmp_path / "ck.pth")["epoch"] == 2, "the write completed before the signal"
     assert not list(tmp_path.glob(".*.tmp")), "no temporary left behind"
 
-# ----------------------------------------------------------------------- a run, as one process and as a torchrun job
+
+# -------------------------------------------------------------------------- a run, as one process and as a torchrun job
 def start_driver(workdir: Path, nproc: int, epochs: int = 400):
     """`bash scripts-search/algos/GDAS.sh digits 1 5` (a long tiny search) in `workdir`, NPROC processes."""
     import os
