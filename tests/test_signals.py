@@ -57,6 +57,7 @@ def test_a_stopped_runs_line_and_status_as_a_shell_and_the_launcher_see_them(tmp
     line, status = signals.closing_line_and_status(signals.Terminated(signal.SIGHUP))
     assert status == 128 + signal.SIGHUP and line.startswith("terminated by SIGHUP; the run's last complete epoch")
     assert [signals.shell_status(code) for code in (0, 1, -signal.SIGKILL)] == [0, 1, 128 + signal.SIGKILL]
+    assert signals.closing_line_and_status(KeyboardInterrupt()) == ("interrupted", 130)
 
 
 def test_after_a_stop_request_a_failing_collective_of_a_torchrun_job_is_the_stop():

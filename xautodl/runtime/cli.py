@@ -9,8 +9,6 @@ from xautodl.errors import XAutoDLError
 from xautodl.runtime.signals import Preempted, Terminated, closing_line_and_status, ending_signals_raise
 
 EXIT_USER_ERROR = 1
-# 128 + SIGINT, the status shells give a program stopped with Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
@@ -37,10 +35,7 @@ def main_guard(main_fn: Callable[[], T]) -> T:
     except XAutoDLError as err:
         _say(f"error: {err}")
         raise SystemExit(EXIT_USER_ERROR) from None
-    except KeyboardInterrupt:
-        _say("interrupted")
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    except (Terminated, Preempted) as stopped:
+    except (KeyboardInterrupt, Terminated, Preempted) as stopped:
         line, status = closing_line_and_status(stopped)
         _say(line)
         raise SystemExit(status) from None

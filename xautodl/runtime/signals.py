@@ -29,6 +29,8 @@ _WRITE_DEFERRED_SIGNALS = (signal.SIGINT, *ENDING_SIGNALS)
 # The status of a run stopped by a signal after saving everything it had done (mid-epoch included): sysexits.h's
 # EX_TEMPFAIL, "a temporary failure: retrying later may succeed". A plain `Terminated` ends with 128 + the signal.
 EXIT_PREEMPTED = 75
+# 128 + SIGINT, the status shells give a program stopped with Ctrl-C.
+EXIT_INTERRUPTED = 130
 # The environment variable naming the file in which rank 0 leaves its exit status for `xautodl.runtime.launch`,
 # which torchrun makes raise on a signal before it can see the workers' statuses.
 STATUS_FILE_ENV = "XAUTODL_LAUNCH_STATUS_FILE"
@@ -84,10 +86,12 @@ def shell_status(exitcode: int) -> int:
     return 128 - exitcode if exitcode < 0 else exitcode
 
 
-def closing_line_and_status(stopped: Terminated | Preempted) -> tuple[str, int]:
-    """How a run a signal stopped ends: the line it prints and its exit status. Preempted (saved at a step
-    boundary) says where it stopped and exits with EXIT_PREEMPTED, which rank 0 reports to the launcher;
-    Terminated exits with 128 + the signal number."""
+def closing_line_and_status(stopped: KeyboardInterrupt | Terminated | Preempted) -> tuple[str, int]:
+    """How a run a signal stopped ends: the line it prints and its exit status. Ctrl-C exits with 130; Preempted
+    (saved at a step boundary) says where it stopped and exits with EXIT_PREEMPTED, which rank 0 reports to the
+    launcher; Terminated exits with 128 + the signal number."""
+    if isinstance(stopped, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
     if isinstance(stopped, Preempted):
         report_status_to_launcher(EXIT_PREEMPTED)
         return str(stopped), EXIT_PREEMPTED
