@@ -11,6 +11,7 @@ there, exactly as `get_search_loader` serves CIFAR-10. The original tool reporte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -55,11 +56,17 @@ def build_loop(device: torch.device, loader: SearchLoader, amp: str, channels_la
                       channels_last=channels_last)
 
 
+def limit_batches(loop: SearchLoop, steps: int) -> None:
+    """Make the loop's epochs `steps` steps long (0: the whole loader)."""
+    loop.options = dataclasses.replace(loop.options, limit_batches=steps)
+
+
 def time_epoch(loop: SearchLoop, device: torch.device) -> tuple[float, int]:
     """Seconds of one epoch and the number of iterations it ran (after a short warm-up)."""
-    loop.limit_batches, full = 10, loop.limit_batches
+    full = loop.options.limit_batches
+    limit_batches(loop, 10)
     loop.run_epoch(0)  # warm-up: cuDNN autotuning, allocator, first-call overheads
-    loop.limit_batches = full
+    limit_batches(loop, full)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -75,9 +82,9 @@ def profile_iterations(loop: SearchLoop, device: torch.device, iterations: int) 
     kernels launched and ops dispatched per iteration (a launch-bound step scales with these)."""
     from torch.profiler import ProfilerActivity, profile
 
-    loop.limit_batches = 10
+    limit_batches(loop, 10)
     loop.run_epoch(0)  # warm-up
-    loop.limit_batches = iterations
+    limit_batches(loop, iterations)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         loop.run_epoch(1)

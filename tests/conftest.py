@@ -1,7 +1,9 @@
 """Shared pytest set-up: tests marked `cuda` run only where a CUDA device is present; shared fixtures and helpers
-(the repository path, a tiny supernet and its batches, a recording mixer)."""
+(the repository path, a tiny supernet and its batches, a recording mixer, a tiny CIFAR-10, and the tiny searches
+that several tests only read, run once per session: `two_epoch_run` / `run_copy` and `references`)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,66 @@ def crash_at_epoch(patch, loop_class: type, method: str, epoch: int = 1):
 
     patch.setattr(loop_class, method, crashing)
     return real
+
+
+@pytest.fixture
+def cifar_home(tmp_path, monkeypatch) -> Path:
+    """A tiny CIFAR-10 in a TORCH_HOME of its own, where the entry points look for it."""
+    import fakedata
+
+    home = tmp_path / "torch_home"
+    fakedata.write_cifar10(home / "cifar.python", n_train=32, n_test=16)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def _search_on_one_thread(algorithm: str, argv: list[str]) -> None:
+    from xautodl.commands import search
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        search.run(algorithm, argv)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def two_epoch_run(tmp_path_factory) -> Path:
+    """A finished 2-epoch tiny search of 2 steps per epoch (its last checkpoint and the `.prev` of epoch 1), run
+    once per session: tests work on copies of it (`run_copy`)."""
+    from run_helpers import TWO_STEP_SEARCH
+
+    run_dir = tmp_path_factory.mktemp("searched") / "run"
+    _search_on_one_thread("GDAS", [*TWO_STEP_SEARCH, "--epochs", "2", "--save_dir", str(run_dir)])
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(two_epoch_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(two_epoch_run, copy)
+    return copy
+
+
+class _UninterruptedSearches:
+    """Uninterrupted 3-epoch runs of the tiny search (`run_helpers.TINY_SEARCH`), by algorithm, each made on first
+    use and then shared by the session's tests, which only read them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.runs = root, {}
+
+    def __getitem__(self, algorithm: str) -> Path:
+        if algorithm not in self.runs:
+            from run_helpers import TINY_SEARCH
+
+            run_dir = self.root / algorithm
+            _search_on_one_thread(algorithm, [*TINY_SEARCH, "--epochs", "3", "--save_dir", str(run_dir)])
+            self.runs[algorithm] = run_dir
+        return self.runs[algorithm]
+
+
+@pytest.fixture(scope="session")
+def references(tmp_path_factory) -> _UninterruptedSearches:
+    """Uninterrupted 3-epoch runs of the tiny search, per algorithm (`references["GDAS"]`: its run folder)."""
+    return _UninterruptedSearches(tmp_path_factory.mktemp("uninterrupted"))

@@ -179,16 +179,3 @@ def test_two_process_train_a_net(torch_home, tmp_path):
     assert outcome["finished"] and len(outcome["epochs"]) == 2
     assert outcome["epochs"][0]["train_count"] == 2 * 8, "both processes' batches are counted"
     assert outcome["epochs"][0]["valid_count"] == 16, "the valid half is evaluated once, split over the processes"
-
-
-def test_a_checkpoint_in_the_old_checkpoints_folder_is_moved_and_resumed(torch_home, tmp_path, monkeypatch):
-    """train-a-net once wrote checkpoints/<name>-<setting>.pth; a re-run moves it to the one run layout
-    (checkpoint/<name>-<setting>-basic.pth) and resumes from it."""
-    train_interrupted_in_the_second_epoch(tmp_path, monkeypatch)
-    (current,) = (tmp_path / "out" / "checkpoint").glob("*-cifar10-basic.pth")
-    old = tmp_path / "out" / "checkpoints" / current.name.replace("-basic.pth", ".pth")
-    old.parent.mkdir()
-    current.rename(old)
-    train(tmp_path, datasets=["cifar10"], epochs=2)
-    assert not old.exists() and current.exists()
-    assert "resumed from" in "".join(p.read_text() for p in (tmp_path / "out").glob("*-log.txt"))

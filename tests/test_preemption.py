@@ -14,13 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import sklearn.datasets  # noqa: F401  its first import draws from Python's `random`: before any run here, not in one
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from test_crash_resume import (  # noqa: F401  cifar_home: a fixture
-    SEED, TINY_SEARCH, assert_same, assert_same_search, basic_main_argv, cifar_home, search_files, train_a_net_argv,
-    without_timings)
+from run_helpers import (SEED, TINY_SEARCH, assert_same, assert_same_search, basic_main_argv, mid_epoch_file,
+                         search_files, train_a_net_argv, without_timings)
 from xautodl.commands import search as cli
 from xautodl.commands import basic_main, train_a_net
 from xautodl.runtime import checkpoint as checkpoint_module
@@ -28,14 +26,12 @@ from xautodl.runtime import load_checkpoint, previous_path, save_checkpoint
 from xautodl.runtime.signals import EXIT_PREEMPTED
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
 
+
 EPOCHS = 3
+
 STEPS = 3  # TINY_SEARCH's --limit_batches
+
 SEARCH_ARGV = TINY_SEARCH + ["--epochs", str(EPOCHS)]
-
-
-def mid_epoch_file(run_dir: Path, stem: str = f"seed-{SEED}") -> Path:
-    return run_dir / "checkpoint" / f"{stem}-mid-epoch.pth"
-
 
 class SignalAtSteps:
     """Send this process `signum` right after its SGD steps number `steps` (1-based, counted over the run)."""
@@ -56,7 +52,6 @@ class SignalAtSteps:
     def __exit__(self, *exc) -> None:
         self.handle.remove()
 
-
 def run_entry(monkeypatch, capsys, entry, argv: list[str], prog: str = "GDAS.py") -> tuple[int, str]:
     """An entry point's main() (its real signal handling) with `argv`; (exit status, stderr lines)."""
     monkeypatch.setattr(sys, "argv", [prog, *argv])
@@ -69,7 +64,6 @@ def run_entry(monkeypatch, capsys, entry, argv: list[str], prog: str = "GDAS.py"
     assert "Traceback" not in err, err
     return status, err.strip().splitlines()
 
-
 def search(monkeypatch, capsys, run_dir: Path, *signal_steps: int, algorithm: str = "GDAS",
            signum: int = signal.SIGTERM) -> tuple[int, list[str]]:
     with SignalAtSteps(*signal_steps, signum=signum):
@@ -77,23 +71,7 @@ def search(monkeypatch, capsys, run_dir: Path, *signal_steps: int, algorithm: st
                          SEARCH_ARGV + ["--save_dir", str(run_dir)], prog=f"{algorithm}.py")
 
 
-@pytest.fixture(scope="module")
-def references(tmp_path_factory) -> dict[str, Path]:
-    """Uninterrupted runs of the tiny search, per algorithm."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        runs = {}
-        for algorithm in ("GDAS", "DARTS-V2"):
-            runs[algorithm] = root / algorithm
-            cli.run(algorithm, SEARCH_ARGV + ["--save_dir", str(runs[algorithm])])
-        return runs
-    finally:
-        torch.set_num_threads(previous)
-
-
-# ------------------------------------------------------------------------------------ the search, exactly
+# -------------------------------------------------------------------------------------------------- the search, exactly
 @pytest.mark.parametrize("algorithm, signal_step, signame", [
     ("GDAS", 1, "SIGTERM"),      # the first step of the run: no complete epoch yet
     ("GDAS", 5, "SIGTERM"),      # the middle of epoch 2
@@ -126,7 +104,6 @@ def test_a_search_stopped_mid_epoch_resumes_at_that_step_and_ends_like_an_uninte
     assert_same_search(run_dir, references[algorithm], EPOCHS)
     assert summary.exists()
 
-
 def test_two_stops_in_one_epoch_and_one_at_its_end_still_end_like_an_uninterrupted_run(
         tmp_path, monkeypatch, capsys, references, one_thread):
     run_dir = tmp_path / "run"
@@ -144,7 +121,6 @@ def test_two_stops_in_one_epoch_and_one_at_its_end_still_end_like_an_uninterrupt
     assert load_checkpoint(last)["epoch"] == 1 and not mid_epoch_file(run_dir).exists()
     assert search(monkeypatch, capsys, run_dir)[0] == 0
     assert_same_search(run_dir, references["GDAS"], EPOCHS)
-
 
 def test_a_signal_during_a_checkpoint_write_stops_the_run_right_after_it(tmp_path, monkeypatch, capsys, references,
                                                                          one_thread):
@@ -167,7 +143,6 @@ def test_a_signal_during_a_checkpoint_write_stops_the_run_right_after_it(tmp_pat
     monkeypatch.setattr(checkpoint_module, "_write_verified_temporary", real_write)
     assert search(monkeypatch, capsys, run_dir)[0] == 0
     assert_same_search(run_dir, references["GDAS"], EPOCHS)
-
 
 def test_a_second_signal_stops_at_once_and_the_run_still_resumes(tmp_path, monkeypatch, capsys, references,
                                                                  one_thread):
@@ -198,7 +173,6 @@ def test_a_second_signal_stops_at_once_and_the_run_still_resumes(tmp_path, monke
     assert search(monkeypatch, capsys, run_dir)[0] == 0
     assert_same_search(run_dir, references["GDAS"], EPOCHS)
 
-
 def test_a_signal_in_the_last_step_of_the_run_ends_it_finished(tmp_path, monkeypatch, capsys, one_thread):
     """No step is left to stop after: the run saves its last epoch as usual, then the signal ends it."""
     run_dir = tmp_path / "run"
@@ -208,12 +182,11 @@ def test_a_signal_in_the_last_step_of_the_run_ends_it_finished(tmp_path, monkeyp
     assert load_checkpoint(last)["finished"] and json.loads(summary.read_text())["epochs_done"] == EPOCHS
 
 
-# ------------------------------------------------------------------------- a mid-epoch file that cannot serve
+# ----------------------------------------------------------------------------------- a mid-epoch file that cannot serve
 def _preempted_run(tmp_path, monkeypatch, capsys) -> Path:
     run_dir = tmp_path / "run"
     assert search(monkeypatch, capsys, run_dir, 5)[0] == 75  # after step 2 of epoch 2
     return run_dir
-
 
 def test_a_re_run_with_other_steps_per_epoch_starts_the_epoch_again(tmp_path, monkeypatch, capsys, one_thread):
     run_dir = _preempted_run(tmp_path, monkeypatch, capsys)
@@ -227,7 +200,6 @@ def test_a_re_run_with_other_steps_per_epoch_starts_the_epoch_again(tmp_path, mo
             f"from its first step") in log
     assert not mid_epoch_file(run_dir).exists()
 
-
 def test_a_damaged_mid_epoch_file_is_set_aside_and_the_epoch_starts_again(tmp_path, monkeypatch, capsys,
                                                                           references, one_thread):
     run_dir = _preempted_run(tmp_path, monkeypatch, capsys)
@@ -240,7 +212,6 @@ def test_a_damaged_mid_epoch_file_is_set_aside_and_the_epoch_starts_again(tmp_pa
     # Epoch 2 computed again from its start: the same run as an uninterrupted one.
     assert_same_search(run_dir, references["GDAS"], EPOCHS)
 
-
 def test_a_mid_epoch_file_with_fields_this_tool_never_writes_is_not_used(tmp_path, monkeypatch, capsys, one_thread):
     run_dir = _preempted_run(tmp_path, monkeypatch, capsys)
     mid = mid_epoch_file(run_dir)
@@ -251,7 +222,6 @@ def test_a_mid_epoch_file_with_fields_this_tool_never_writes_is_not_used(tmp_pat
     assert search(monkeypatch, capsys, run_dir)[0] == 0
     log = (run_dir / f"seed-{SEED}-log.txt").read_text()
     assert "it says it stopped after step 7 of 3" in log and "epoch 2 starts again from its first step" in log
-
 
 def test_a_stale_mid_epoch_file_is_ignored(tmp_path, monkeypatch, capsys, references, one_thread):
     """A crash between an epoch's checkpoint and the removal of its mid-epoch file leaves an older one behind."""
@@ -265,7 +235,6 @@ def test_a_stale_mid_epoch_file_is_ignored(tmp_path, monkeypatch, capsys, refere
     log = (run_dir / f"seed-{SEED}-log.txt").read_text()
     assert "it holds part of epoch 2, and the last complete epoch is 2" in log
 
-
 def test_another_settings_mid_epoch_checkpoint_is_refused_like_the_last_one(tmp_path, monkeypatch, capsys,
                                                                             one_thread):
     run_dir = _preempted_run(tmp_path, monkeypatch, capsys)
@@ -276,7 +245,7 @@ def test_another_settings_mid_epoch_checkpoint_is_refused_like_the_last_one(tmp_
     assert mid_epoch_file(run_dir).read_bytes() == before
 
 
-# ----------------------------------------------------------------------------------- the training loop
+# ---------------------------------------------------------------------------------------------------- the training loop
 def test_train_a_net_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, cifar_home, monkeypatch, capsys,
                                                                       one_thread):
     argv = train_a_net_argv
@@ -297,7 +266,6 @@ def test_train_a_net_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, 
     final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoint" / last.name)
     for key in ("epoch", "model", "optimizer", "rng", "best"):
         assert_same(final[key], reference[key], key)
-
 
 def test_basic_main_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, cifar_home, monkeypatch, capsys,
                                                                      one_thread):
@@ -320,7 +288,6 @@ def test_basic_main_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, c
     assert without_timings(final["history"]) == without_timings(reference["history"])
     for key in ("epoch", "model", "optimizer", "rng", "best"):
         assert_same(final[key], reference[key], key)
-
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_an_imagenet_folder_run_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, capsys,
@@ -349,7 +316,6 @@ def test_an_imagenet_folder_run_stopped_mid_epoch_ends_like_an_uninterrupted_run
     assert without_timings(final["history"]) == without_timings(reference["history"])
     for key in ("model", "optimizer", "rng"):
         assert_same(final[key], reference[key], key)
-
 
 def test_fp16_loss_scale_is_checkpointed_so_a_preempted_run_goes_on_with_it(tmp_path, monkeypatch, one_thread):
     """With --amp fp16 the loss scale adapts during training (it halves on every overflow); a resumed run that

@@ -145,18 +145,6 @@ def test_darts_has_no_temperature_to_log_or_set(tmp_path, capsys):
     assert "unrecognized arguments: --tau_max 5" in capsys.readouterr().err
 
 
-def test_a_checkpoint_written_before_the_epoch_skeleton_still_resumes(tmp_path):
-    """Schema-1 search checkpoints (no `schema`, no `supernet` key) of the NAS-Bench-201 space resume as before."""
-    search(tmp_path, "run", epochs=1)
-    path = tmp_path / "run" / "checkpoint" / "seed-5-basic.pth"
-    state = load_checkpoint(path)
-    del state["schema"], state["supernet"]
-    torch.save(state, path)
-    summary = search(tmp_path, "run", epochs=2)
-    assert len(summary["history"]) == 2
-    assert "resumed from" in (tmp_path / "run" / "seed-5-log.txt").read_text()
-
-
 def test_a_rerun_with_other_settings_or_fewer_epochs_is_refused_before_any_work(tmp_path):
     """Resume never mixes runs: another batch size, dataset-defining shape or BN tracking stops with the settings
     named, both values given; fewer epochs than the run holds says so; the checkpoint is left as it was."""

@@ -28,7 +28,7 @@ from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
 from ..runtime.device import cpu_reason
-from ..runtime.epochs import RunFiles, move_old_checkpoint, steps_per_epoch
+from ..runtime.epochs import RunFiles, steps_per_epoch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +103,6 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     optimizer = build_optimizer(config, model.parameters())
     schedule = schedule_from_config(optimizer, config)
     files = RunFiles(Path(args.save_dir), f"{run_name}-{setting}")
-    move_old_checkpoint(Path(args.save_dir) / "checkpoints" / f"{run_name}-{setting}.pth", files.last)
     settings = TrainSettings(total_epochs=schedule.total_epochs, limit_batches=args.limit_batches,
                              progress=not args.quiet, amp=check_amp(args.amp, device), channels_last=channels_last,
                              print_freq=args.print_freq)

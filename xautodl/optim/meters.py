@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
+
+from ..runtime.distributed import sum_over_ranks
 
 
 class DeviceMeter:
@@ -51,8 +52,8 @@ class DeviceMeter:
         sums = torch.stack([self._sums[n] for n in names])
         counts = torch.tensor([float(self._counts[n]) for n in names], device=sums.device).unsqueeze(1)
         table = torch.cat([sums, counts], dim=1)
-        if all_ranks and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(table)
+        if all_ranks:
+            sum_over_ranks(table)
         result: dict[str, float] = {}
         for name, (loss_sum, top1, top5, count) in zip(names, table.tolist()):
             count = max(count, 1.0)

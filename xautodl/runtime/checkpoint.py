@@ -30,7 +30,9 @@ from xautodl.runtime.serialization import (
 )
 from xautodl.runtime.signals import signals_deferred
 
-CHECKPOINT_SCHEMA = 1
+# The one checkpoint format number: 2 since the epoch skeleton. No release ever wrote another, so a file with
+# another number (or none) comes from a development build and is refused with one line (`OutdatedCheckpointError`).
+CHECKPOINT_SCHEMA = 2
 SCHEMA_KEY = "schema_version"
 PREVIOUS_SUFFIX = ".prev"
 DAMAGED_SUFFIX = ".damaged"
@@ -52,6 +54,14 @@ class ForeignCheckpointError(CheckpointError):
     is never a reason to fall back to it."""
 
 
+class OutdatedCheckpointError(CheckpointError):
+    """A checkpoint of another checkpoint format (an earlier development build of xautodl); its `.prev` is too."""
+
+
+# Problems of a whole run's files rather than of one file: `.prev` has them too, so they stop a resume at once.
+FINAL_CHECKPOINT_ERRORS = (UnsafeCheckpointError, ForeignCheckpointError, OutdatedCheckpointError)
+
+
 class SupportsLog(Protocol):
     def log(self, message: str) -> None: ...
 
@@ -65,13 +75,13 @@ def previous_path(path: str | os.PathLike) -> Path:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write `state` (plain data only) to `path` atomically, keeping the previous file as `<path>.prev`.
 
-    Adds `schema_version` when absent. Non-plain values (objects, numpy arrays, paths) raise TypeError naming
+    Records `schema_version` (CHECKPOINT_SCHEMA). Non-plain values (objects, numpy arrays, paths) raise TypeError naming
     where they are: convert them first (`to_plain`, `state_dict()`, `torch.from_numpy`). A folder that cannot be
     written raises CheckpointError. Returns the path written.
     """
     if not isinstance(state, dict):
         raise TypeError(f"a checkpoint state must be a dict, got {type(state).__name__}")
-    payload = state if SCHEMA_KEY in state else {SCHEMA_KEY: CHECKPOINT_SCHEMA, **state}
+    payload = {SCHEMA_KEY: CHECKPOINT_SCHEMA, **{key: value for key, value in state.items() if key != SCHEMA_KEY}}
     _check_plain(payload, "state")
     target = Path(path)
     try:
@@ -126,8 +136,8 @@ def _tensor_bytes(value: Any) -> int:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint`, with `torch.load(weights_only=True)` only.
 
-    Raises CheckpointError when the file is missing, truncated or corrupt, or written by a newer xautodl, and
-    UnsafeCheckpointError (a CheckpointError) when reading it would need arbitrary unpickling.
+    Raises CheckpointError when the file is missing, truncated or corrupt, OutdatedCheckpointError when it has
+    another `schema_version` (or none), and UnsafeCheckpointError when reading it would need arbitrary unpickling.
     """
     file = Path(path)
     if not file.is_file():
@@ -149,11 +159,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise _corrupt(file, f"{type(err).__name__}: {first_line}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {file} holds a {type(state).__name__}, expected a dict of run state")
-    version = state.get(SCHEMA_KEY, CHECKPOINT_SCHEMA)
-    if not isinstance(version, int) or version > CHECKPOINT_SCHEMA:
-        raise CheckpointError(
-            f"checkpoint {file} has schema version {version!r}, newer than this xautodl understands "
-            f"({CHECKPOINT_SCHEMA}); upgrade xautodl to resume from it"
+    version = state.get(SCHEMA_KEY)
+    if version != CHECKPOINT_SCHEMA:
+        written = "no checkpoint schema" if version is None else f"checkpoint schema {version!r}"
+        raise OutdatedCheckpointError(
+            f"checkpoint {file} has {written}, not {CHECKPOINT_SCHEMA}: it was written by another development build "
+            f"of xautodl, which this one does not read; delete or move its run folder to start the run again"
         )
     return state
 
@@ -163,25 +174,18 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
     """The state to resume from: `path`, else `<path>.prev` when `path` is missing or damaged, else None.
 
     `check(file, state)` judges a loaded state: a CheckpointError from it makes the file unusable like damaged
-    bytes do (e.g. fields this tool never writes); an UnsafeCheckpointError or ForeignCheckpointError stops at once.
-    None means neither file exists, so the run starts from scratch. When files exist but none loads this raises
-    CheckpointError: starting over would overwrite earlier results without anyone noticing.
+    bytes do (e.g. fields this tool never writes); the FINAL_CHECKPOINT_ERRORS stop at once. None means neither
+    file exists, so the run starts from scratch. When files exist but none loads this raises CheckpointError:
+    starting over would overwrite earlier results without anyone noticing.
     """
     main, previous = Path(path), previous_path(path)
     if not main.exists() and not previous.exists():
         return None
-
-    def load(file: Path) -> dict[str, Any]:
-        state = load_checkpoint(file)
-        if check is not None:
-            check(file, state)
-        return state
-
     main_problem = "it does not exist"
     if main.exists():
         try:
-            return load(main)
-        except (UnsafeCheckpointError, ForeignCheckpointError):
+            return _load_checked(main, check)
+        except FINAL_CHECKPOINT_ERRORS:
             raise
         except CheckpointError as err:
             main_problem = str(err)
@@ -191,25 +195,37 @@ def load_resume_checkpoint(path: str | os.PathLike, logger: SupportsLog | None =
             f"{main} to start this run from scratch."
         )
     try:
-        state = load(previous)
-    except (UnsafeCheckpointError, ForeignCheckpointError):
+        state = _load_checked(previous, check)
+    except FINAL_CHECKPOINT_ERRORS:
         raise
     except CheckpointError as err:
         raise CheckpointError(
             f"cannot resume from {main} ({main_problem}) nor from {previous} ({err}). Delete or move both to start "
             "this run from scratch."
         ) from None
-    message = f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}"
-    if main.exists():
-        # Move the damaged file aside: otherwise the next save would keep it as `.prev`, replacing the good one.
-        damaged = main.with_name(main.name + DAMAGED_SUFFIX)
-        try:
-            os.replace(main, damaged)
-            message += f" (the damaged file is kept as {damaged})"
-        except FileNotFoundError:
-            pass  # another process of a distributed run moved it first
-    _warn(message, logger)
+    _warn(f"warning: checkpoint {main} is unusable ({main_problem}); resuming from the previous one, {previous}"
+          f"{_set_aside(main)}", logger)
     return state
+
+
+def _load_checked(file: Path, check: Callable[[Path, dict], None] | None) -> dict[str, Any]:
+    state = load_checkpoint(file)
+    if check is not None:
+        check(file, state)
+    return state
+
+
+def _set_aside(damaged: Path) -> str:
+    """Move a damaged last checkpoint aside, so that the next save does not keep it as `.prev` in place of the
+    good one; returns what to add to the warning."""
+    if not damaged.exists():
+        return ""
+    kept = damaged.with_name(damaged.name + DAMAGED_SUFFIX)
+    try:
+        os.replace(damaged, kept)
+    except FileNotFoundError:
+        return ""  # another process of a distributed run moved it first
+    return f" (the damaged file is kept as {kept})"
 
 
 def _warn(message: str, logger: SupportsLog | None) -> None:

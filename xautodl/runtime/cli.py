@@ -6,12 +6,9 @@ import sys
 from typing import Callable, TypeVar
 
 from xautodl.errors import XAutoDLError
-from xautodl.runtime.signals import (EXIT_PREEMPTED, Preempted, Terminated, ending_signals_raise,
-                                     report_status_to_launcher)
+from xautodl.runtime.signals import Preempted, Terminated, closing_line_and_status, ending_signals_raise
 
 EXIT_USER_ERROR = 1
-# 128 + SIGINT, the status shells give a program stopped with Ctrl-C.
-EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
@@ -38,13 +35,7 @@ def main_guard(main_fn: Callable[[], T]) -> T:
     except XAutoDLError as err:
         _say(f"error: {err}")
         raise SystemExit(EXIT_USER_ERROR) from None
-    except KeyboardInterrupt:
-        _say("interrupted")
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    except Terminated as ended:
-        _say(f"terminated by {ended}; the run's last complete epoch is kept and re-running the command resumes it")
-        raise SystemExit(128 + ended.signum) from None
-    except Preempted as stopped:
-        _say(str(stopped))
-        report_status_to_launcher(EXIT_PREEMPTED)
-        raise SystemExit(EXIT_PREEMPTED) from None
+    except (KeyboardInterrupt, Terminated, Preempted) as stopped:
+        line, status = closing_line_and_status(stopped)
+        _say(line)
+        raise SystemExit(status) from None

@@ -140,6 +140,20 @@ def largest_over_ranks(value: int) -> int:
     return int(holder.item())
 
 
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` summed over the processes, in place, on every process (one all-reduce); `tensor` itself alone."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def checksums_per_rank(module: nn.Module) -> list[float]:
+    """The sum of `module`'s parameters (in float64) on every process, in rank order, on every process: equal
+    values mean the processes hold the same weights. One collective; `[own sum]` alone."""
+    checksum = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum()
+    return all_gather_objects(checksum.item())
+
+
 class LaggedMaximum:
     """The largest of the processes' values, asked after every step without waiting for the other processes: each
     `ask(value)` hands this process's value in and returns the largest of the values handed in at the call before

@@ -12,25 +12,10 @@ XAUTODL_LAUNCH_STATUS_FILE (`runtime.signals.report_status_to_launcher`).
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
-from xautodl.runtime.signals import STATUS_FILE_ENV
-
-
-def _reported_status(file: Path) -> int | None:
-    try:
-        return int(file.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def exit_status(exitcode: int) -> int:
-    """A worker's exit status as a shell reports it (a negative exitcode -N means killed by signal N)."""
-    return 128 - exitcode if exitcode < 0 else exitcode
+from xautodl.runtime.signals import shell_status, status_reported_by_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,17 +28,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # repeat what the workers said.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     args = torchrun.parse_args(list(sys.argv[1:] if argv is None else argv))
-    with tempfile.TemporaryDirectory(prefix="xautodl-launch-") as folder:
-        status_file = Path(folder) / "status"
-        os.environ[STATUS_FILE_ENV] = str(status_file)  # the workers inherit it
+    with status_reported_by_workers() as reported_status:
         try:
             torchrun.run(args)
         except ChildFailedError as failed:
             _, failure = failed.get_first_failure()
-            return exit_status(failure.exitcode) or 1
+            return shell_status(failure.exitcode) or 1
         except SignalException as ended:
             # torchrun has handed the signal to the workers and waited for them: they may have stopped saved.
-            return _reported_status(status_file) or 128 + int(ended.sigval)
+            return reported_status() or 128 + int(ended.sigval)
     return 0
 
 

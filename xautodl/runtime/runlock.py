@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 from xautodl.errors import XAutoDLError
+from xautodl.runtime.distributed import broadcast_object
 from xautodl.runtime.serialization import remove_stale_temporaries
 
 try:
@@ -60,6 +61,21 @@ def hold_run_lock(path: Path, run_dir: Path) -> Path:
     for folder in {path.parent, Path(run_dir)}:
         remove_stale_temporaries(folder)
     return path
+
+
+def lock_run(last_checkpoint: Path, run_dir: Path, is_main: bool) -> Path | None:
+    """The main process locks the run whose last checkpoint is `last_checkpoint` (returns the lock file, None on
+    the other processes); every process stops with the same RunBusyError when another process holds it."""
+    lock, refusal = None, None
+    if is_main:
+        try:
+            lock = hold_run_lock(lock_path(last_checkpoint), run_dir)
+        except RunBusyError as error:
+            refusal = str(error)
+    refusal = broadcast_object(refusal)
+    if refusal is not None:
+        raise RunBusyError(refusal)
+    return lock
 
 
 def release_run_lock(path: Path) -> None:

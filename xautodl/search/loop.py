@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..errors import TrainingError
 from ..optim.schedules import CosineWithWarmup
 from ..runtime import RunLogger, atomic_write_json
-from ..runtime.distributed import broadcast_buffers, world_info
-from ..runtime.epochs import EpochLoop, RunFiles
+from ..runtime.distributed import broadcast_buffers, checksums_per_rank, world_info
+from ..runtime.epochs import EpochLoop, EpochOptions, RunFiles
 from ..runtime.precision import to_channels_last
 from .algorithms import SearchAlgorithm
 
@@ -61,6 +60,15 @@ class SearchRun:
                 "seed": self.seed, **self.settings}
 
 
+def _loop_settings(schedule: CosineWithWarmup, tau_range: tuple[float, float] | None) -> dict[str, Any]:
+    """The settings of a search, beside its optimizers', that a resumed run must share: the schedule's and the
+    tau range."""
+    settings = schedule.settings()
+    if tau_range is not None:
+        settings.update(tau_max=float(tau_range[0]), tau_min=float(tau_range[1]))
+    return settings
+
+
 def tau_at(epoch: int, total_epochs: int, tau_max: float, tau_min: float) -> float:
     """Linear annealing from tau_max (first epoch) to tau_min (last epoch)."""
     if total_epochs <= 1:
@@ -79,9 +87,9 @@ class SearchLoop(EpochLoop):
                  mixer=None, limit_batches: int = 0, benchmark: Callable[[str], dict | None] | None = None,
                  progress: bool = True, is_main: bool = True, print_freq: int = 0,
                  channels_last: bool = False, allow_new_settings: bool = False) -> None:
-        super().__init__(run.files, total_epochs, logger, run.identity(), is_main=is_main,
-                         allow_new_settings=allow_new_settings,
-                         limit_batches=limit_batches, progress=progress, print_freq=print_freq)
+        options = EpochOptions(total_epochs, limit_batches=limit_batches, progress=progress, print_freq=print_freq,
+                               is_main=is_main, allow_new_settings=allow_new_settings)
+        super().__init__(run.files, run.identity(), logger, loader, options, _loop_settings(schedule, tau_range))
         self.model, self.algorithm, self.loader, self.schedule = model, algorithm, loader, schedule
         self.run = run
         self.tau_range, self.mixer = tau_range, mixer  # tau_range: (tau_max, tau_min), None without annealing
@@ -98,26 +106,13 @@ class SearchLoop(EpochLoop):
     def extra_state(self) -> dict:
         return {"genotype": self.model.genotype().to_dict(), "args": self.run.args}
 
-    def loop_settings(self) -> dict[str, Any]:
-        settings = self.schedule.settings()
-        if self.tau_range is not None:
-            settings.update(tau_max=float(self.tau_range[0]), tau_min=float(self.tau_range[1]))
-        return settings
-
     def best_entry(self, epoch: int, entry: dict) -> dict:
         return {"epoch": epoch, "valid_acc": entry["valid_acc"], "genotype": entry["genotype"]}
-
-    def on_epoch_end(self, epoch: int) -> None:
-        # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
-        broadcast_buffers(self.model)
 
     def on_saved(self, epoch: int) -> None:
         atomic_write_json(self.run.files.summary, self.summary())
 
     # ------------------------------------------------------------------------------------------------ loop
-    def epoch_steps(self) -> int:
-        return self.steps(self.loader)
-
     def run_epoch(self, epoch: int) -> dict:
         """One epoch of alternating weight and architecture steps; returns its metrics (host numbers)."""
         tau = None if self.tau_range is None else tau_at(epoch, self.total_epochs, *self.tau_range)
@@ -126,7 +121,7 @@ class SearchLoop(EpochLoop):
         self.loader.set_epoch(epoch)
         self.model.train()
         steps = self.epoch_steps()
-        progress = self.begin_epoch(epoch)
+        progress = self.begin_epoch()
         lr = self.schedule.set_position(epoch, progress.first_step / steps)
         for step, (x_train, y_train, x_valid, y_valid) in self.epoch_batches(epoch, self.loader, progress):
             lr = self.schedule.set_position(epoch, step / steps)
@@ -135,6 +130,8 @@ class SearchLoop(EpochLoop):
             a_loss, a_logits = self.algorithm.arch_step((x_train, y_train), (x_valid, y_valid))
             progress.meter.add("train", w_loss, w_logits, y_train)
             progress.meter.add("valid", a_loss, a_logits, y_valid)
+        # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
+        broadcast_buffers(self.model)
         metrics = progress.meter.read()
         metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=progress.seconds())
         return metrics
@@ -181,10 +178,7 @@ class SearchLoop(EpochLoop):
         _, world_size = world_info()
         if world_size == 1:
             return
-        checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().view(1)
-        gathered = [torch.zeros_like(checksum) for _ in range(world_size)]
-        dist.all_gather(gathered, checksum)
-        values = [g.item() for g in gathered]
+        values = checksums_per_rank(self.model)
         self.logger.log(f"parameter checksums per rank: {values}")
         if len(set(values)) != 1:
             raise TrainingError(f"the {world_size} processes ended with different weights (checksums {values})")

@@ -18,7 +18,8 @@ from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
 from ..runtime import RunLogger
 from ..runtime.distributed import broadcast_buffers
-from ..runtime.epochs import EpochLoop, EpochProgress, RunFiles
+from ..runtime.epochs import EpochLoop, EpochOptions, RunFiles
+from ..runtime.preemption import EpochProgress
 from ..runtime.precision import autocast, grad_scaler, to_channels_last
 
 
@@ -45,6 +46,15 @@ def training_module(model: nn.Module, compile_model: bool, world_size: int, devi
     return torch.compile(model) if compile_model else None
 
 
+def _loop_settings(schedule: CosineWithWarmup, settings: TrainSettings, criterion: Callable) -> dict[str, Any]:
+    """The settings of a training run, beside its optimizer's, that a resumed run must share: the schedule's, the
+    regularisers (auxiliary-loss weight, drop-path, gradient clipping) and the criterion's label smoothing."""
+    regularisers = {name: float(getattr(settings, name)) for name in ("aux_weight", "drop_path_prob", "grad_clip")}
+    smoothing = getattr(criterion, "label_smoothing", None)
+    criterion_settings = {} if smoothing is None else {"label_smoothing": float(smoothing)}
+    return {**schedule.settings(), **regularisers, **criterion_settings}
+
+
 class Trainer(EpochLoop):
     """Trains `model` on `train_loader`, evaluating every epoch on each loader of `eval_loaders`.
 
@@ -61,10 +71,10 @@ class Trainer(EpochLoop):
                  identity: dict, logger: RunLogger, best_on: str | None = None, is_main: bool = True,
                  forward_model: nn.Module | None = None, keep_best: bool = True,
                  allow_new_settings: bool = False) -> None:
-        super().__init__(files, settings.total_epochs, logger, identity, keep_best=keep_best,
-                         allow_new_settings=allow_new_settings,
-                         is_main=is_main, limit_batches=settings.limit_batches, progress=settings.progress,
-                         print_freq=settings.print_freq)
+        options = EpochOptions(settings.total_epochs, limit_batches=settings.limit_batches, progress=settings.progress,
+                               print_freq=settings.print_freq, keep_best=keep_best, is_main=is_main,
+                               allow_new_settings=allow_new_settings)
+        super().__init__(files, identity, logger, train_loader, options, _loop_settings(schedule, settings, criterion))
         self.model, self.train_loader, self.eval_loaders, self.files = model, train_loader, eval_loaders, files
         self.optimizer, self.schedule, self.criterion, self.settings = optimizer, schedule, criterion, settings
         self.best_on = best_on or (next(iter(eval_loaders)) if eval_loaders else None)
@@ -78,15 +88,6 @@ class Trainer(EpochLoop):
         # fp16's loss scale adapts during training: a resumed run must go on with it, not start again at 65536.
         scaler = {} if self.scaler is None else {"scaler": self.scaler}
         return {"model": self.model, "optimizer": self.optimizer, **scaler}
-
-    def loop_settings(self) -> dict[str, Any]:
-        """The schedule's settings, the regularisers (auxiliary-loss weight, drop-path, gradient clipping) and the
-        criterion's label smoothing."""
-        regularisers = {name: float(getattr(self.settings, name)) for name in ("aux_weight", "drop_path_prob",
-                                                                               "grad_clip")}
-        smoothing = getattr(self.criterion, "label_smoothing", None)
-        criterion = {} if smoothing is None else {"label_smoothing": float(smoothing)}
-        return {**self.schedule.settings(), **regularisers, **criterion}
 
     def best_entry(self, epoch: int, entry: dict) -> dict | None:
         if self.best_on is None:
@@ -103,12 +104,9 @@ class Trainer(EpochLoop):
             return loss, logits
         return self.criterion(output, targets), output
 
-    def epoch_steps(self) -> int:
-        return self.steps(self.train_loader)
-
     def run_epoch(self, epoch: int) -> dict:
         """Train one epoch, then evaluate on every loader of `eval_loaders`; returns the epoch's metrics."""
-        progress = self.begin_epoch(epoch)
+        progress = self.begin_epoch()
         metrics = self.train_epoch(epoch, progress)
         train_seconds = progress.seconds()
         for name, loader in self.eval_loaders.items():
