@@ -168,10 +168,11 @@ def test_nas_infer_train_smoke_run(workspace):
                       "--epochs", 1, "--warmup", 0, *SMALL], workspace)
     run_dir = workspace / "output" / "nas-infer" / "cifar10-GDAS_V1-8"
     summary = json.loads((run_dir / "seed-3-summary.json").read_text())
-    assert NASNetGenotype.from_dict(summary["genotype"]) == GDAS_V1
-    assert summary["optim_config"]["auxiliary"] == 0.4 and summary["optim_config"]["nesterov"] is True
+    trained = summary["basic_main"]
+    assert NASNetGenotype.from_dict(trained["genotype"]) == GDAS_V1
+    assert trained["optim_config"]["auxiliary"] == 0.4 and trained["optim_config"]["nesterov"] is True
     assert len(summary["history"]) == 1 and summary["finished"]
-    assert summary["params"] > 0 and summary["flops"] > 0
+    assert trained["params"] > 0 and trained["flops"] > 0
     assert (run_dir / "checkpoint" / "seed-3-basic.pth").is_file()
 
 
@@ -187,7 +188,8 @@ def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorit
     assert (state["space"], state["algorithm"], state["supernet"], state["finished"]) == (
         "nasnet", algorithm, supernet, True)
     assert state["args"]["config_path"].startswith("configs/search-opts/")
-    genotype = NASNetGenotype.from_dict(json.loads((run_dir / "seed-7-summary.json").read_text())["final_genotype_dict"])
+    summary = json.loads((run_dir / "seed-7-summary.json").read_text())
+    genotype = NASNetGenotype.from_dict(summary["search"]["final_genotype_dict"])
     assert not genotype.fixed_reduction
 
 
@@ -202,8 +204,8 @@ def test_gdas_frc_search_then_retrain_with_its_checkpoint(workspace):
                     workspace / "NAS-CIFAR-none-tiny.config", "--epochs", 1, "--warmup", 0, *SMALL], workspace)
     summary_path = workspace / "output" / "nas-infer" / "cifar10-BS8-frc-searched" / "seed-5-summary.json"
     summary = json.loads(summary_path.read_text())
-    assert NASNetGenotype.from_dict(summary["genotype"]) == searched
-    assert summary["channels"] == 8 and len(summary["history"]) == 1
+    assert NASNetGenotype.from_dict(summary["basic_main"]["genotype"]) == searched
+    assert summary["basic_main"]["channels"] == 8 and len(summary["history"]) == 1
 
 
 def test_search_space_name_selects_the_space_and_flags_of_the_other_space_are_refused():

@@ -51,7 +51,7 @@ def test_each_seed_is_its_own_tensorboard_run_with_op_named_alpha_tags(tmp_path)
         tags = accumulator.Tags()["scalars"]
         assert "alpha/1<-0/nor_conv_3x3" in tags and "alpha/3<-2/skip_connect" in tags
         assert not any(tag.split("/")[-1].isdigit() for tag in tags if tag.startswith("alpha/"))
-        ops = json.loads((run_dir / f"seed-{seed}-summary.json").read_text())["op_names"]
+        ops = json.loads((run_dir / f"seed-{seed}-summary.json").read_text())["search"]["op_names"]
         last = history[-1]["alphas"]["2<-1"]
         for op, probability in zip(ops, last):
             assert scalars(folder, f"alpha/2<-1/{op}")[-1][1] == pytest.approx(probability, abs=1e-6)
@@ -77,8 +77,8 @@ def test_search_log_shows_confidence_limit_batches_and_what_to_retrain(tmp_path)
     lines = [line for line in log.splitlines() if " edges: " in line]
     assert len(lines) == 2 and "1<-0 " in lines[-1] and "mean entropy" in lines[-1] and "(uniform 1.6094)" in lines[-1]
     assert (f"to train the final genotype (epoch 2, the one reported): bash scripts-search/NAS-Bench-201/"
-            f"train-a-net.sh '{summary['final_genotype']}' 16 5") in log
-    if summary["best"]["genotype"] != summary["final_genotype"]:
+            f"train-a-net.sh '{summary['search']['final_genotype']}' 16 5") in log
+    if summary["best"]["genotype"] != summary["search"]["final_genotype"]:
         assert f"found another genotype (in {run_dir / 'checkpoint' / 'seed-5-best.pth'})" in log
 
 

@@ -30,7 +30,7 @@ import torch
 from ..config_utils import load_config
 from ..datasets import get_train_test_loaders
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
-from ..runtime.epochs import RunFiles
+from ..runtime.run_record import RunFiles
 from ..runtime.flags import EntryParser, positive_int
 from ..runtime.precision import to_channels_last, use_channels_last
 from ..optim.optimizers import build_criterion, build_optimizer
@@ -144,12 +144,12 @@ def run(argv: Sequence[str] | None = None) -> dict:
     print(f"== 1/3 GDAS search on digits ({args.search_epochs} epochs, supernet C={args.search_channel}, "
           f"N={args.search_cells}, {device})")
     summary = run_search(args)
-    found = parse_arch(summary["final_genotype"])
+    found = parse_arch(summary["search"]["final_genotype"])
     final = summary["history"][-1]
     print(f"   search: supernet train accuracy {summary['history'][0]['train_acc']:.1f}% (epoch 1) -> "
           f"{final['train_acc']:.1f}% (epoch {len(summary['history'])}); largest softmax(alpha) per edge "
           f"{min(max(p) for p in final['alphas'].values()):.3f}-{max(max(p) for p in final['alphas'].values()):.3f} "
-          f"(uniform 0.200); {summary['search_seconds']:.0f}s")
+          f"(uniform 0.200); {summary['seconds']:.0f}s")
     candidates = [("GDAS-found", [found]), ("ResNet", [parse_arch("resnet")]),
                   ("random cells", random_cells(args.random_cells, args.seed)),
                   *((name, [collapsed_cell(op)]) for name, op in COLLAPSED.items())]

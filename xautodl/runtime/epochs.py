@@ -36,56 +36,15 @@ from .checkpoint import (ForeignCheckpointError, UnsafeCheckpointError, load_res
 from .distributed import (LaggedMaximum, all_gather_objects, barrier, broadcast_object, largest_over_ranks,
                           world_info)
 from .logger import RunLogger
+from .run_record import RunFiles
 from .runlock import RunBusyError, hold_run_lock, lock_path, release_run_lock
 from .seeding import capture_rng_state, restore_rng_state
 from .signals import Preempted, StopRequest, Terminated, signal_name, stop_at_step_boundary
 
 SCHEMA_VERSION = 2  # 1: before the skeleton (search identity at the top level, training identity under "meta")
-CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
 # Optimizer entries that choose an implementation, not the optimisation; "lr" follows the schedule (its start,
 # "initial_lr", is compared instead when the run has a schedule).
 _IMPLEMENTATION_KEYS = frozenset({"params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable"})
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json`,
-    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch), `<stem>-best.pth` and, while a preempted epoch
-    waits to be finished, `<stem>-mid-epoch.pth`, and the TensorBoard events in `<run_dir>/tensorboard/<stem>/`."""
-
-    run_dir: Path
-    stem: str  # "seed-5" for a search or basic-main run; train-a-net: "arch-00042-seed-777-cifar10"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / CHECKPOINT_FOLDER
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoint_dir / f"{self.stem}-basic.pth"
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoint_dir / f"{self.stem}-best.pth"
-
-    @property
-    def mid_epoch(self) -> Path:
-        """The state of an epoch stopped by a signal after one of its steps (removed once that epoch is done)."""
-        return self.checkpoint_dir / f"{self.stem}-mid-epoch.pth"
-
-    @property
-    def log(self) -> Path:
-        return self.run_dir / f"{self.stem}-log.txt"
-
-    @property
-    def summary(self) -> Path:
-        return self.run_dir / f"{self.stem}-summary.json"
-
-    @property
-    def tensorboard(self) -> Path:
-        """The run's TensorBoard event folder (one per run, so `tensorboard --logdir <run_dir>/tensorboard` shows
-        each seed or setting as its own run)."""
-        return self.run_dir / "tensorboard" / self.stem
 
 
 def move_old_checkpoint(old: Path, new: Path) -> None:
