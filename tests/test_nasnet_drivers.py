@@ -18,6 +18,7 @@ from conftest import REPO
 from xautodl.config_utils import load_config, resolve_config_path
 from xautodl.errors import ConfigError
 from xautodl.runtime import load_checkpoint
+from xautodl.commands import basic_main
 from xautodl.commands import search as cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
 
@@ -42,6 +43,13 @@ def entry_command(script: str, args, tmp_path: Path, echo_python: Path) -> list[
     return done.stdout.splitlines()
 
 
+def default_optim_config(command: list[str]) -> Path:
+    """The optimisation config basic-main trains with for an entry command that names none (the original's)."""
+    args = basic_main.build_parser().parse_args(command[1:])
+    assert args.optim_config is None
+    return Path(basic_main.load_configs(args)[1].source)
+
+
 def pairs(command: list[str]) -> dict[str, str]:
     """The flags of an entry command (after the script path) as {flag: value}; a repeated flag keeps the last."""
     flags = command[1:]
@@ -54,10 +62,10 @@ def test_nas_infer_train_command(tmp_path, echo_python, dataset, base):
     assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
     assert pairs(command) == {
         "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-GDAS_V1.config",
-        "--optim_config": f"configs/opts/NAS-{base}.config", "--save_dir": f"output/nas-infer/{dataset}-GDAS_V1-96",
-        "--batch_size": "96", "--rand_seed": "-1", "--epochs": "3"}
-    for key in ("--model_config", "--optim_config"):
-        assert resolve_config_path(pairs(command)[key]).is_file()
+        "--save_dir": f"output/nas-infer/{dataset}-GDAS_V1-96", "--batch_size": "96", "--rand_seed": "-1",
+        "--epochs": "3"}
+    assert resolve_config_path(pairs(command)["--model_config"]).is_file()
+    assert default_optim_config(command) == resolve_config_path(f"configs/opts/NAS-{base}.config")
 
 
 @pytest.mark.parametrize("dataset, base", [("cifar10", "CIFAR"), ("imagenet-1k", "IMAGENET")])
@@ -66,10 +74,10 @@ def test_retrain_searched_net_command(tmp_path, echo_python, dataset, base):
     command = entry_command(RETRAIN, [dataset, "gdas-searched", checkpoint, 96, -1], tmp_path, echo_python)
     assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
     assert pairs(command) == {
-        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-none.config",
-        "--optim_config": f"configs/opts/NAS-{base}.config", "--genotype": checkpoint,
+        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-none.config", "--genotype": checkpoint,
         "--save_dir": f"output/nas-infer/{dataset}-BS96-gdas-searched", "--batch_size": "96", "--rand_seed": "-1"}
     assert resolve_config_path(pairs(command)["--model_config"]).is_file()
+    assert default_optim_config(command) == resolve_config_path(f"configs/opts/NAS-{base}.config")
 
 
 @pytest.mark.parametrize("script, entry, arch, opts, folder", [
