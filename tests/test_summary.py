@@ -227,7 +227,11 @@ def test_errors_say_what_was_expected(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "seed-3-summary.json").write_text('{"schema": 1, "command": "basic-main"}')
     code, err = run_main(monkeypatch, capsys, str(tmp_path))
-    assert code == 1 and "is a basic-main record of schema 1, not a search record" in err
+    assert code == 1 and "is the record of a basic-main run, not of a search run" in err
+
+    (tmp_path / "seed-3-summary.json").write_text('{"schema": 2, "command": "search"}')
+    code, err = run_main(monkeypatch, capsys, str(tmp_path))
+    assert code == 1 and "is a run record of schema 2; this xautodl reads schema 1" in err
 
     (tmp_path / "seed-3-summary.json").write_text('{"schema": 1, "command": "search", "history": []}')
     code, err = run_main(monkeypatch, capsys, str(tmp_path))

@@ -32,6 +32,7 @@ from ..runtime.distributed import broadcast_object, distributed_job
 from ..runtime.distributed import per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
+from ..runtime.seeding import RANDOM_SEED
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
@@ -65,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
              f"({', '.join(PUBLISHED_GENOTYPES)}), a genotype JSON file, a search or training checkpoint of this "
              "tool, a search summary JSON, or the printed genotype")
     add("--save_dir", default=None, help="run folder (default: output/nas-infer/{dataset}-{genotype}-{batch})")
-    add("--rand_seed", type=int, default=-1,
-        help="-1: resume the newest unfinished run in --save_dir, else draw a seed")
+    add("--rand_seed", type=int, default=RANDOM_SEED,
+        help=f"{RANDOM_SEED}: resume the newest unfinished run in --save_dir, else draw a seed")
     add("--warmup", type=non_negative_int, default=None, help="override the optimisation config's warmup epochs")
     add("--cutout_length", type=int, default=None,
         help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")

@@ -24,6 +24,7 @@ from ..runtime.distributed import broadcast_object, distributed_job, per_process
 from ..runtime.device import cpu_reason
 from ..runtime.epochs import steps_per_epoch
 from ..runtime.resume import seed_to_run
+from ..runtime.seeding import RANDOM_SEED
 from ..runtime.run_record import RunFiles
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_float, positive_float, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
@@ -54,9 +55,12 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--dataset", required=True, choices=SEARCH_DATASETS, help="the data searched on (required)")
     add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],
         help="the space: nas-bench-201 (default), or nasnet (alias darts), which is also what --model_config selects")
-    add("--max_nodes", type=positive_int, default=None, help="NAS-Bench-201 cell nodes (default 4)")
-    add("--channel", type=positive_int, default=None, help="NAS-Bench-201 supernet channels (default 16)")
-    add("--num_cells", type=positive_int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
+    nas201 = get_space("nas-bench-201")  # the supernet's size flags default to its constants (in resolve_args)
+    add("--max_nodes", type=positive_int, default=None, help=f"NAS-Bench-201 cell nodes (default {nas201.NUM_NODES})")
+    add("--channel", type=positive_int, default=None,
+        help=f"NAS-Bench-201 supernet channels (default {nas201.DEFAULT_CHANNELS})")
+    add("--num_cells", type=positive_int, default=None,
+        help=f"NAS-Bench-201 cells per stage (default {nas201.DEFAULT_CELLS})")
     add("--track_running_stats", type=int, choices=(0, 1), default=1,
         help="1: the search cells' BatchNorm keeps running statistics; 0: batch statistics only")
     add("--config_path", default=None, help=f"optimisation config (default {search_config(algorithm, 'nas-bench-201')}"
@@ -70,7 +74,8 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--arch_learning_rate", type=non_negative_float, default=3e-4, help="Adam learning rate of the alphas")
     add("--arch_weight_decay", type=non_negative_float, default=1e-3, help="Adam weight decay of the alphas")
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
-    add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
+    add("--rand_seed", type=int, default=RANDOM_SEED,
+        help=f"{RANDOM_SEED} draws a seed (or resumes the newest unfinished run)")
     add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")
     add("--split_file", default=None, help="search split file overriding the shipped one")
     add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")

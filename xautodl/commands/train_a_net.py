@@ -98,6 +98,7 @@ def train_setting(args, arch, seed: int, setting: str, data_path, files: RunFile
                   rank: int = 0, world_size: int = 1) -> dict:
     """Train `arch` with `seed` on one setting (resuming its checkpoint in `files`) as process `rank` of
     `world_size`; returns that setting's result."""
+    _refuse_development_layout(files)
     config = load_config(args.config_path, overrides={k: getattr(args, k) for k in ("epochs", "batch_size")
                                                         if getattr(args, k) is not None})
     seed_everything(seed)
@@ -111,7 +112,6 @@ def train_setting(args, arch, seed: int, setting: str, data_path, files: RunFile
     model = to_channels_last(model.to(device), channels_last)
     optimizer = build_optimizer(config, model.parameters())
     schedule = schedule_from_config(optimizer, config)
-    _refuse_development_layout(files)
     settings = TrainSettings(total_epochs=schedule.total_epochs, limit_batches=args.limit_batches,
                              progress=not args.quiet, amp=check_amp(args.amp, device), channels_last=channels_last,
                              print_freq=args.print_freq)

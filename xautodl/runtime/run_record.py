@@ -175,10 +175,12 @@ def read_record(path: str | Path, command: str) -> dict[str, Any]:
         raise XAutoDLError(f"{path} was written by a development build of xautodl before the run record (schema "
                            f"{RECORD_SCHEMA}); move it away and re-run the {command}, which rewrites it from the "
                            f"run's checkpoints")
-    if record["schema"] != RECORD_SCHEMA or record.get("command") != command:
-        raise XAutoDLError(f"{path} is a {record.get('command')} record of schema {record['schema']}, not a {command} "
-                           f"record of schema {RECORD_SCHEMA} (this xautodl's); read it with the xautodl and the "
-                           f"command that wrote it")
+    if record["schema"] != RECORD_SCHEMA:
+        raise XAutoDLError(f"{path} is a run record of schema {record['schema']}; this xautodl reads schema "
+                           f"{RECORD_SCHEMA}: read it with the xautodl that wrote it")
+    if record.get("command") != command:
+        raise XAutoDLError(f"{path} is the record of a {record.get('command')} run, not of a {command} run; give "
+                           f"what a {command} writes")
     expected = SHARED_KEYS + (ONE_NETWORK_KEYS if command != "train-a-net" else ()) + (SECTIONS[command],)
     missing = [key for key in expected if key not in record]
     if missing:

@@ -244,11 +244,11 @@ def build_mixer(name: str, tau: float | None, seed: int = 0) -> Mixer:
 
 
 def build_algorithm(name: str, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
-                    a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
-                    forward_model: Callable | None = None) -> SearchAlgorithm:
-    """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`."""
+                    a_optimizer: torch.optim.Optimizer, **options: object) -> SearchAlgorithm:
+    """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`; `options` (`grad_clip`, `amp`,
+    `forward_model`) go to its step class, which holds their defaults. A precision the algorithm does not support
+    stops here with its reason."""
     spec = get_algorithm(name)
-    if amp in spec.unsupported_precisions:
-        raise ConfigError(spec.unsupported_precisions[amp])
-    return spec.step(model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip, amp=amp,
-                     forward_model=forward_model)
+    if options.get("amp") in spec.unsupported_precisions:
+        raise ConfigError(spec.unsupported_precisions[options["amp"]])
+    return spec.step(model, criterion, w_optimizer, a_optimizer, **options)
