@@ -175,7 +175,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     seconds = time.time() - started
     print(f"   total time {seconds:.0f}s; files under {args.save_dir}/")
     result = {"found": str(found), "test_images": test_images, "rows": rows, "seconds": seconds,
-              "search": {"epochs": args.search_epochs, **DEMO_SEARCH,
+              "search": {"epochs": args.search_epochs, **DEMO_SEARCH, "tau_max": summary["args"]["tau_max"],
+                         "tau_min": summary["args"]["tau_min"],
                          "final_alphas": final["alphas"], "train_acc": [h["train_acc"] for h in summary["history"]]}}
     atomic_write_json(Path(args.save_dir) / "results.json", result)
     return result
