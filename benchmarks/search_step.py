@@ -82,12 +82,13 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
     """
     import_checked_xautodl()
     from xautodl.config_utils import load_config
-    from xautodl.search.algorithms import build_algorithm, build_mixer, get_algorithm
+    from xautodl.config_utils.defaults import search_config
+    from xautodl.search.algorithms import build_algorithm, build_mixer
     from xautodl.runtime.precision import use_channels_last
     from xautodl.spaces.nas201 import NB201Supernet
     from xautodl.optim.optimizers import build_criterion, build_optimizer
 
-    config_path = get_algorithm(algo).default_configs["nas-bench-201"]
+    config_path = search_config(algo, "nas-bench-201")
     config = load_config(config_path)
     mixer = build_mixer(algo, tau=TAU, seed=seed)
     model = NB201Supernet(C, N, NUM_CLASSES, mixer, ops=NB201_OPS, max_nodes=MAX_NODES, affine=False,
@@ -121,7 +122,7 @@ def build_tensorflow(algo: str, device: torch.device, seed: int, channels_last: 
     import xautodl.tf  # noqa: F401  before TensorFlow (see xautodl/tf/__init__.py)
     import tensorflow as tf
     from xautodl.config_utils import load_config
-    from xautodl.search.algorithms import get_algorithm
+    from xautodl.config_utils.defaults import search_config
     from xautodl.spaces.nas201 import NB201Supernet
     from xautodl.tf.nas201 import TFSupernet
     from xautodl.tf.search import (GumbelNoise, TFSearch, TFSearchModel, TorchAdam, criterion_from_config,
@@ -129,7 +130,7 @@ def build_tensorflow(algo: str, device: torch.device, seed: int, channels_last: 
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    config = load_config(get_algorithm(algo).default_configs["nas-bench-201"])
+    config = load_config(search_config(algo, "nas-bench-201"))
     tf_device = "/GPU:0" if device.type == "cuda" else "/CPU:0"
     torch_net = NB201Supernet(C, N, NUM_CLASSES, None, ops=NB201_OPS, max_nodes=MAX_NODES, affine=False,
                               track_running_stats=True)

@@ -67,7 +67,8 @@ run_entry() {
 
 # nb201_search ALGO DATASET BN SEED [extra flags]: a search on the NAS-Bench-201 space. The original settings
 # (C=16, N=5, the algorithm's config, tau 10 -> 0.1, arch LR 3e-4 and decay 1e-3, the output folder) are the Python
-# entry point's defaults, defined there once (xautodl/commands/search.py and the algorithm registry).
+# entry point's defaults, defined there once (xautodl/commands/search.py, the algorithm registry in
+# xautodl/search/algorithms.py, xautodl/config_utils/defaults.py and xautodl/spaces/nas201.py).
 nb201_search() {
   local algo="$1"; shift
   local usage="bash scripts-search/algos/$algo.sh <dataset: cifar10|cifar100|ImageNet16-120|digits|folder> <track_running_stats: 0|1> <seed: -1 = random> [extra flags such as --epochs N --limit_batches N --device cpu]"

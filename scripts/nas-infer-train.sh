@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train a published NASNet-space genotype (GDAS_V1, DARTS_V1, DARTS_V2 / DARTS, SETN, NASNet, PNASNet) with the
-# original settings: configs/archs/NAS-{CIFAR,IMAGENET}-<genotype>.config and configs/opts/NAS-{CIFAR,IMAGENET}.config.
+# original settings: configs/archs/NAS-{CIFAR,IMAGENET}-<genotype>.config and the optimisation config basic-main
+# chooses for it (configs/opts/NAS-{CIFAR,IMAGENET}.config, xautodl/config_utils/defaults.py).
 # Output: output/nas-infer/<dataset>-<genotype>-<batch>/. Runs under torchrun when several GPUs are visible (NPROC).
 # usage: bash scripts/nas-infer-train.sh <cifar10|cifar100|imagenet-1k> <genotype> <batch size> <seed, -1 = random> [extra flags]
 set -euo pipefail
@@ -25,6 +26,5 @@ if [ ! -f "$model_config" ] && [ ! -f "$XAUTODL_ROOT/$model_config" ]; then
   echo "error: unknown genotype '$genotype' (no $model_config); expected one of $known. A searched genotype trains with scripts/retrain-searched-net.sh" >&2
   exit 1
 fi
-run_entry exps/basic/basic-main.py --dataset "$dataset" \
-  --model_config "$model_config" --optim_config "configs/opts/NAS-$base.config" \
+run_entry exps/basic/basic-main.py --dataset "$dataset" --model_config "$model_config" \
   --save_dir "output/nas-infer/$dataset-$genotype-$batch" --batch_size "$batch" --rand_seed "$seed" "$@"

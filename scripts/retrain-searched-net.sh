@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the genotype found by a search (its checkpoint, e.g. output/search-cell-darts/GDAS-cifar10-BN1/checkpoint/
 # seed-945-basic.pth; a genotype JSON file or the printed genotype work too) with configs/archs/NAS-{CIFAR,IMAGENET}-none.config
-# and configs/opts/NAS-{CIFAR,IMAGENET}.config. Output: output/nas-infer/<dataset>-BS<batch>-<name>/ (the original's naming).
+# and the optimisation config basic-main chooses for it (configs/opts/NAS-{CIFAR,IMAGENET}.config). Output: output/nas-infer/<dataset>-BS<batch>-<name>/ (the original's naming).
 # usage: bash scripts/retrain-searched-net.sh <cifar10|cifar100|imagenet-1k> <run name> <search checkpoint> <batch size> <seed, -1 = random> [extra flags]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -14,7 +14,6 @@ case "$dataset" in
   imagenet-1k) base=IMAGENET ;;
   *) usage_exit "$usage" ;;
 esac
-run_entry exps/basic/basic-main.py --dataset "$dataset" \
-  --model_config "configs/archs/NAS-$base-none.config" --optim_config "configs/opts/NAS-$base.config" \
+run_entry exps/basic/basic-main.py --dataset "$dataset" --model_config "configs/archs/NAS-$base-none.config" \
   --genotype "$genotype" --save_dir "output/nas-infer/$dataset-BS$batch-$name" --batch_size "$batch" \
   --rand_seed "$seed" "$@"

@@ -20,6 +20,7 @@ import pytest
 from fakedata import write_cifar10, write_split_file
 from conftest import REPO
 from xautodl.runtime import load_checkpoint
+from xautodl.runtime.run_record import new_record
 from xautodl.spaces.nas201 import enumerate_archs, parse_arch
 
 TRAIN_A_NET = "scripts-search/NAS-Bench-201/train-a-net.sh"
@@ -92,10 +93,15 @@ def workspace(tmp_path_factory) -> Path:
     index = enumerate_archs().index(parse_arch("resnet"))
     earlier_net = root / "output" / "NAS-BENCH-201-4" / f"arch-{index:05d}-seed-777.json"
     earlier_net.parent.mkdir(parents=True)
-    earlier_net.write_text(json.dumps({"arch": str(parse_arch("resnet")), "seed": 777, "datasets": {}}))
+    arch = str(parse_arch("resnet"))
+    earlier_net.write_text(json.dumps(new_record(
+        "train-a-net", run={"arch": arch}, seed=777, finished=True, epochs_done=0, total_epochs=0, seconds=0.0,
+        args={}, section={"arch": arch, "datasets": {}})))
     earlier_infer = root / "output" / "nas-infer" / "cifar10-GDAS_V1-96" / "seed-1-summary.json"
     earlier_infer.parent.mkdir(parents=True)
-    earlier_infer.write_text(json.dumps({"genotype_name": "GDAS_V1", "seed": 1, "history": []}))
+    earlier_infer.write_text(json.dumps(new_record(
+        "basic-main", run={"seed": 1}, seed=1, finished=False, epochs_done=0, total_epochs=2, seconds=0.0, args={},
+        history=[], best={}, section={"genotype_name": "GDAS_V1"})))
     return root
 
 

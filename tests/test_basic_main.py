@@ -16,6 +16,7 @@ import torch
 from fakedata import write_cifar10, write_image_folder, write_split_file
 from xautodl.errors import ArchError, CheckpointError, ConfigError
 from xautodl.runtime import load_checkpoint, save_checkpoint
+from xautodl.runtime.run_record import new_record
 from xautodl.commands import search as search_cli
 from xautodl.spaces.genotypes import DARTS_V2, GDAS_V1, NASNetGenotype
 from xautodl.spaces.nas201 import parse_arch
@@ -86,16 +87,19 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
         assert (run_dir / name).is_file(), name
     written = json.loads((run_dir / "seed-3-summary.json").read_text())
     assert written["history"] == summary["history"]
+    assert (written["schema"], written["command"]) == (1, "basic-main")
+    trained = written["basic_main"]
 
     net = build_inference_net(GDAS_V1, dataset="cifar", C=8, N=1, num_classes=10)
     without_aux = build_inference_net(GDAS_V1, dataset="cifar", C=8, N=1, num_classes=10, auxiliary=False)
-    assert written["params"] == pytest.approx(count_params_mb(without_aux))
-    assert count_params_mb(net, exclude_prefixes=()) > written["params"]  # the auxiliary head is left out
-    assert written["flops"] == pytest.approx(count_flops_m(without_aux, (1, 3, 32, 32)))
-    assert NASNetGenotype.from_dict(written["genotype"]) == GDAS_V1
-    assert (written["genotype_name"], written["channels"], written["layers"], written["seed"]) == ("GDAS_V1", 8, 1, 3)
-    assert written["finished"] and written["total_epochs"] == 2 and written["auxiliary"]
-    assert (written["aux_weight"], written["drop_path_prob"]) == (0.4, 0.2)
+    assert trained["params"] == pytest.approx(count_params_mb(without_aux))
+    assert count_params_mb(net, exclude_prefixes=()) > trained["params"]  # the auxiliary head is left out
+    assert trained["flops"] == pytest.approx(count_flops_m(without_aux, (1, 3, 32, 32)))
+    assert NASNetGenotype.from_dict(trained["genotype"]) == GDAS_V1
+    assert (trained["genotype_name"], trained["channels"], trained["layers"], written["seed"]) == ("GDAS_V1", 8, 1, 3)
+    assert written["finished"] and written["total_epochs"] == 2 and trained["auxiliary"]
+    assert written["epochs_done"] == 2 and written["run"]["genotype"] == str(GDAS_V1)
+    assert (trained["aux_weight"], trained["drop_path_prob"]) == (0.4, 0.2)
 
     history = written["history"]
     assert [entry["epoch"] for entry in history] == [0, 1]
@@ -105,7 +109,7 @@ def test_published_genotype_run_writes_checkpoints_log_and_summary(workspace, mo
     # Warmup epoch: the LR rises linearly (last step at half of the one warmup epoch), then cosine starts at 0.025.
     assert [entry["lr"] for entry in history] == pytest.approx([0.0125, 0.025])
     assert written["best"]["acc"] == max(entry["test_acc"] for entry in history)
-    assert written["train_seconds"] == pytest.approx(sum(entry["train_seconds"] for entry in history))
+    assert written["seconds"] == pytest.approx(sum(entry["train_seconds"] for entry in history))
 
     state = load_checkpoint(run_dir / "checkpoint" / "seed-3-basic.pth")
     assert state["epoch"] == 1 and state["finished"] and state["genotype"] == str(GDAS_V1)
@@ -158,12 +162,12 @@ def test_genotype_of_a_gdas_frc_search_checkpoint_trains_with_rounded_channels(w
 
     summary = basic_main(workspace / "retrain", workspace / "none.config", warmup=0,
                          extra=["--genotype", str(search_checkpoint)])
-    assert NASNetGenotype.from_dict(summary["genotype"]) == searched
-    assert summary["genotype_name"] == "GDAS-FRC-cifar10-BN1"
-    assert summary["channels"] == 8  # 5 rounded up: the fixed reduction cell needs 2C divisible by 8
+    assert NASNetGenotype.from_dict(summary["basic_main"]["genotype"]) == searched
+    assert summary["basic_main"]["genotype_name"] == "GDAS-FRC-cifar10-BN1"
+    assert summary["basic_main"]["channels"] == 8  # 5 rounded up: the fixed reduction cell needs 2C divisible by 8
     assert "init channels 5 -> 8" in (workspace / "retrain" / "seed-3-log.txt").read_text()
     net = build_inference_net(searched, dataset="cifar", C=8, N=1, num_classes=10, auxiliary=False)
-    assert summary["params"] == pytest.approx(count_params_mb(net))
+    assert summary["basic_main"]["params"] == pytest.approx(count_params_mb(net))
 
 
 def test_nb201_search_checkpoint_is_refused_with_a_pointer_to_train_a_net(workspace, monkeypatch, capsys):
@@ -190,15 +194,17 @@ def test_genotype_from_files_and_the_printed_form(workspace, form):
     if form == "json file":
         source.write_text(json.dumps(DARTS_V2.to_dict()))
     elif form == "search summary":
-        source.write_text(json.dumps({"final_genotype": str(DARTS_V2), "final_genotype_dict": DARTS_V2.to_dict()}))
-    elif form == "training checkpoint":  # what basic-main itself writes: the printed genotype in `meta`
-        save_checkpoint(source, {"kind": "train", "epoch": 0, "meta": {"genotype": str(DARTS_V2)}})
+        source.write_text(json.dumps(new_record(
+            "search", run={}, seed=1, finished=True, epochs_done=1, total_epochs=1, seconds=1.0, args={}, history=[],
+            best={}, section={"final_genotype": str(DARTS_V2), "final_genotype_dict": DARTS_V2.to_dict()})))
+    elif form == "training checkpoint":  # what basic-main itself writes: the printed genotype in its identity
+        save_checkpoint(source, {"kind": "train", "epoch": 0, "genotype": str(DARTS_V2)})
     else:
         source = str(DARTS_V2)
     summary = basic_main(workspace / "run", workspace / "none.config", epochs=1, warmup=0,
                          extra=["--genotype", str(source)])
-    assert NASNetGenotype.from_dict(summary["genotype"]) == DARTS_V2
-    assert summary["channels"] == 5  # a searched reduction cell has no channel constraint
+    assert NASNetGenotype.from_dict(summary["basic_main"]["genotype"]) == DARTS_V2
+    assert summary["basic_main"]["channels"] == 5  # a searched reduction cell has no channel constraint
     assert len(summary["history"]) == 1
 
 
@@ -230,11 +236,12 @@ def test_imagenet_run_uses_label_smoothing_and_224_inputs(workspace):
                                "--save_dir", str(workspace / "run"), "--rand_seed", "1", "--epochs", "1",
                                "--warmup", "0", "--batch_size", "2", "--limit_batches", "1", "--workers", "0",
                                "--device", "cpu", "--quiet"])
-    assert summary["optim_config"]["criterion"] == "SmoothSoftmax"  # the default optimiser config for ImageNet
-    assert summary["optim_config"]["label_smooth"] == 0.1
-    assert summary["input_size"] == 224
+    trained = summary["basic_main"]
+    assert trained["optim_config"]["criterion"] == "SmoothSoftmax"  # the default optimiser config for ImageNet
+    assert trained["optim_config"]["label_smooth"] == 0.1
+    assert trained["input_size"] == 224
     net = build_inference_net(GDAS_V1, dataset="imagenet", C=8, N=1, num_classes=1000, auxiliary=False)
-    assert summary["flops"] == pytest.approx(count_flops_m(net, (1, 3, 224, 224)))
+    assert trained["flops"] == pytest.approx(count_flops_m(net, (1, 3, 224, 224)))
     assert summary["history"][0]["train_count"] == 2
 
 
@@ -267,7 +274,7 @@ def test_two_processes_train_identical_weights(workspace):
     assert digests[0] == digests[1]
     (summary_path,) = run_dir.glob("seed-*-summary.json")
     summary = json.loads(summary_path.read_text())
-    assert summary["world_size"] == 2 and summary["batch_size"] == 8
+    assert summary["basic_main"]["world_size"] == 2 and summary["basic_main"]["batch_size"] == 8
     # Each process takes 2 batches of 4 per epoch; the meters sum both shares (test: every image once).
     assert [entry["train_count"] for entry in summary["history"]] == [16, 16]
     assert [entry["test_count"] for entry in summary["history"]] == [16, 16]

@@ -27,7 +27,7 @@ def test_search_on_cuda(tmp_path, algorithm, flags):
         assert 0 < entry["train_loss"] < 10 and 0 < entry["valid_loss"] < 10
     state = load_checkpoint(tmp_path / "run" / "checkpoint" / "seed-3-basic.pth")
     assert all(t.device.type == "cpu" for t in state["model"].values()), "checkpoints load on any machine"
-    assert json.loads((tmp_path / "run" / "seed-3-summary.json").read_text())["final_genotype"].startswith("|")
+    assert json.loads((tmp_path / "run" / "seed-3-summary.json").read_text())["search"]["final_genotype"].startswith("|")
 
 
 def test_cuda_resume_restores_the_gumbel_generator():

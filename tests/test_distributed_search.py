@@ -33,7 +33,7 @@ def test_two_process_search_keeps_ranks_identical(tmp_path, algorithm):
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert "over 2 process(es)" in log
     summary = json.loads((tmp_path / "run" / "seed-3-summary.json").read_text())
-    assert len(summary["history"]) == 2 and summary["final_genotype"].startswith("|")
+    assert len(summary["history"]) == 2 and summary["search"]["final_genotype"].startswith("|")
     assert all(h["train_count"] == 3 * 16 for h in summary["history"]), "metrics cover both ranks' batches"
     assert list((tmp_path / "run" / "checkpoint").glob("seed-3-*.pth"))
 

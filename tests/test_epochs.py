@@ -47,23 +47,23 @@ def test_crash_between_the_best_and_the_last_checkpoint_leaves_them_consistent(t
 
 def test_finished_run_killed_before_its_summary_gets_it_on_rerun(tmp_path, monkeypatch):
     argv = TINY_SEARCH + ["--epochs", "2", "--save_dir", str(tmp_path / "run")]
-    real_write = search_loop.atomic_write_json
+    real_write = search_loop.write_record
 
     def die_before_the_last_summary(path, obj):
         if obj["epochs_done"] == 2:
             raise KeyboardInterrupt  # killed after the last checkpoint was written, before the summary
         real_write(path, obj)
 
-    monkeypatch.setattr(search_loop, "atomic_write_json", die_before_the_last_summary)
+    monkeypatch.setattr(search_loop, "write_record", die_before_the_last_summary)
     with pytest.raises(KeyboardInterrupt):
         cli.run("GDAS", argv)
     last, _, summary = search_files(tmp_path / "run")
     assert load_checkpoint(last)["finished"] and json.loads(summary.read_text())["epochs_done"] == 1
-    monkeypatch.setattr(search_loop, "atomic_write_json", real_write)
+    monkeypatch.setattr(search_loop, "write_record", real_write)
 
     cli.run("GDAS", argv)
     written = json.loads(summary.read_text())
-    assert written["epochs_done"] == 2 and written["final_genotype"] == written["history"][-1]["genotype"]
+    assert written["epochs_done"] == 2 and written["search"]["final_genotype"] == written["history"][-1]["genotype"]
 
 
 # ---------------------------------------------------------------------------------------------------- non-finite epochs

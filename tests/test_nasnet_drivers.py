@@ -18,6 +18,7 @@ from conftest import REPO
 from xautodl.config_utils import load_config, resolve_config_path
 from xautodl.errors import ConfigError
 from xautodl.runtime import load_checkpoint
+from xautodl.commands import basic_main
 from xautodl.commands import search as cli
 from xautodl.spaces.genotypes import GDAS_V1, NASNetGenotype
 
@@ -42,6 +43,13 @@ def entry_command(script: str, args, tmp_path: Path, echo_python: Path) -> list[
     return done.stdout.splitlines()
 
 
+def default_optim_config(command: list[str]) -> Path:
+    """The optimisation config basic-main trains with for an entry command that names none (the original's)."""
+    args = basic_main.build_parser().parse_args(command[1:])
+    assert args.optim_config is None
+    return Path(basic_main.load_configs(args)[1].source)
+
+
 def pairs(command: list[str]) -> dict[str, str]:
     """The flags of an entry command (after the script path) as {flag: value}; a repeated flag keeps the last."""
     flags = command[1:]
@@ -54,10 +62,10 @@ def test_nas_infer_train_command(tmp_path, echo_python, dataset, base):
     assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
     assert pairs(command) == {
         "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-GDAS_V1.config",
-        "--optim_config": f"configs/opts/NAS-{base}.config", "--save_dir": f"output/nas-infer/{dataset}-GDAS_V1-96",
-        "--batch_size": "96", "--rand_seed": "-1", "--epochs": "3"}
-    for key in ("--model_config", "--optim_config"):
-        assert resolve_config_path(pairs(command)[key]).is_file()
+        "--save_dir": f"output/nas-infer/{dataset}-GDAS_V1-96", "--batch_size": "96", "--rand_seed": "-1",
+        "--epochs": "3"}
+    assert resolve_config_path(pairs(command)["--model_config"]).is_file()
+    assert default_optim_config(command) == resolve_config_path(f"configs/opts/NAS-{base}.config")
 
 
 @pytest.mark.parametrize("dataset, base", [("cifar10", "CIFAR"), ("imagenet-1k", "IMAGENET")])
@@ -66,10 +74,10 @@ def test_retrain_searched_net_command(tmp_path, echo_python, dataset, base):
     command = entry_command(RETRAIN, [dataset, "gdas-searched", checkpoint, 96, -1], tmp_path, echo_python)
     assert command[0] == str(REPO / "exps" / "basic" / "basic-main.py")
     assert pairs(command) == {
-        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-none.config",
-        "--optim_config": f"configs/opts/NAS-{base}.config", "--genotype": checkpoint,
+        "--dataset": dataset, "--model_config": f"configs/archs/NAS-{base}-none.config", "--genotype": checkpoint,
         "--save_dir": f"output/nas-infer/{dataset}-BS96-gdas-searched", "--batch_size": "96", "--rand_seed": "-1"}
     assert resolve_config_path(pairs(command)["--model_config"]).is_file()
+    assert default_optim_config(command) == resolve_config_path(f"configs/opts/NAS-{base}.config")
 
 
 @pytest.mark.parametrize("script, entry, arch, opts, folder", [
@@ -168,10 +176,11 @@ def test_nas_infer_train_smoke_run(workspace):
                       "--epochs", 1, "--warmup", 0, *SMALL], workspace)
     run_dir = workspace / "output" / "nas-infer" / "cifar10-GDAS_V1-8"
     summary = json.loads((run_dir / "seed-3-summary.json").read_text())
-    assert NASNetGenotype.from_dict(summary["genotype"]) == GDAS_V1
-    assert summary["optim_config"]["auxiliary"] == 0.4 and summary["optim_config"]["nesterov"] is True
+    trained = summary["basic_main"]
+    assert NASNetGenotype.from_dict(trained["genotype"]) == GDAS_V1
+    assert trained["optim_config"]["auxiliary"] == 0.4 and trained["optim_config"]["nesterov"] is True
     assert len(summary["history"]) == 1 and summary["finished"]
-    assert summary["params"] > 0 and summary["flops"] > 0
+    assert trained["params"] > 0 and trained["flops"] > 0
     assert (run_dir / "checkpoint" / "seed-3-basic.pth").is_file()
 
 
@@ -187,7 +196,8 @@ def test_nasnet_search_smoke_run(workspace, script, tiny_config, folder, algorit
     assert (state["space"], state["algorithm"], state["supernet"], state["finished"]) == (
         "nasnet", algorithm, supernet, True)
     assert state["args"]["config_path"].startswith("configs/search-opts/")
-    genotype = NASNetGenotype.from_dict(json.loads((run_dir / "seed-7-summary.json").read_text())["final_genotype_dict"])
+    summary = json.loads((run_dir / "seed-7-summary.json").read_text())
+    genotype = NASNetGenotype.from_dict(summary["search"]["final_genotype_dict"])
     assert not genotype.fixed_reduction
 
 
@@ -202,8 +212,8 @@ def test_gdas_frc_search_then_retrain_with_its_checkpoint(workspace):
                     workspace / "NAS-CIFAR-none-tiny.config", "--epochs", 1, "--warmup", 0, *SMALL], workspace)
     summary_path = workspace / "output" / "nas-infer" / "cifar10-BS8-frc-searched" / "seed-5-summary.json"
     summary = json.loads(summary_path.read_text())
-    assert NASNetGenotype.from_dict(summary["genotype"]) == searched
-    assert summary["channels"] == 8 and len(summary["history"]) == 1
+    assert NASNetGenotype.from_dict(summary["basic_main"]["genotype"]) == searched
+    assert summary["basic_main"]["channels"] == 8 and len(summary["history"]) == 1
 
 
 def test_search_space_name_selects_the_space_and_flags_of_the_other_space_are_refused():

@@ -15,6 +15,7 @@ from conftest import crash_at_epoch
 from test_bench import write_benchmark_folder
 from conftest import REPO
 from xautodl.datasets import load_images
+from xautodl.errors import CheckpointError
 from xautodl.runtime import load_checkpoint
 from xautodl.spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
 from xautodl.commands import train_a_net
@@ -66,10 +67,13 @@ def result_file(tmp_path) -> Path:
 def test_trains_every_setting_and_records_sizes_and_curves(torch_home, tmp_path):
     train(tmp_path)
     result = json.loads(result_file(tmp_path).read_text())
-    assert result["arch"] == str(parse_arch("resnet")) and result["seed"] == 777
-    assert list(result["datasets"]) == SETTINGS
+    assert (result["schema"], result["command"], result["seed"]) == (1, "train-a-net", 777)
+    assert result["train_a_net"]["arch"] == result["run"]["arch"] == str(parse_arch("resnet"))
+    assert list(result["train_a_net"]["datasets"]) == SETTINGS
+    assert result["finished"] and (result["epochs_done"], result["total_epochs"]) == (4, 4)
+    assert result["seconds"] == pytest.approx(sum(o["train_seconds"] for o in result["train_a_net"]["datasets"].values()))
     classes = {"cifar10-valid": 10, "cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
-    for setting, outcome in result["datasets"].items():
+    for setting, outcome in result["train_a_net"]["datasets"].items():
         side = 16 if setting == "ImageNet16-120" else 32
         net = TinyNetwork(parse_arch("resnet"), 4, 1, classes[setting])
         assert outcome["params"] == pytest.approx(count_params_mb(net))
@@ -117,8 +121,8 @@ def test_interrupted_setting_resumes_and_matches_an_uninterrupted_run(torch_home
     assert not result_file(tmp_path).exists()
     train(tmp_path, datasets=["cifar10"], epochs=2)
 
-    ours = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10"]["epochs"]
-    reference = json.loads(result_file(straight).read_text())["datasets"]["cifar10"]["epochs"]
+    ours = json.loads(result_file(tmp_path).read_text())["train_a_net"]["datasets"]["cifar10"]["epochs"]
+    reference = json.loads(result_file(straight).read_text())["train_a_net"]["datasets"]["cifar10"]["epochs"]
     assert [e["train_loss"] for e in ours] == [e["train_loss"] for e in reference]
     assert [e["test_acc"] for e in ours] == [e["test_acc"] for e in reference]
     name = result_file(tmp_path).stem
@@ -133,7 +137,7 @@ def test_original_mode_flag_and_bad_arch(torch_home, tmp_path):
     results = train_a_net.run(["--mode", "specific-resnet", "--channel", "4", "--num_cells", "1", "--datasets", "cifar10",
                          "--seeds", "1", "--epochs", "1", "--limit_batches", "1", "--batch_size", "8", "--device",
                          "cpu", "--quiet", "--save_dir", str(tmp_path / "out")])
-    assert results[1]["datasets"]["cifar10"]["finished"]
+    assert results[1]["train_a_net"]["datasets"]["cifar10"]["finished"]
     with pytest.raises(XAutoDLError, match="valid ops"):
         train_a_net.run(["--arch", "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
 
@@ -156,12 +160,12 @@ def test_driver_smoke_run(torch_home, tmp_path):
                       env_extra={"RUN_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     results = list((tmp_path / "output" / "NAS-BENCH-201-4").glob("arch-*-seed-777.json"))
-    assert len(results) == 1 and json.loads(results[0].read_text())["datasets"]["cifar10"]["finished"]
+    assert len(results) == 1 and json.loads(results[0].read_text())["train_a_net"]["datasets"]["cifar10"]["finished"]
 
 
 def test_bf16_channels_last_training(torch_home, tmp_path):
     train(tmp_path, "--amp", "bf16", "--channels_last", datasets=["cifar10"])
-    epoch = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10"]["epochs"][0]
+    epoch = json.loads(result_file(tmp_path).read_text())["train_a_net"]["datasets"]["cifar10"]["epochs"][0]
     assert 0 < epoch["train_loss"] < 10 and 0 <= epoch["test_acc"] <= 100
 
 
@@ -175,7 +179,26 @@ def test_two_process_train_a_net(torch_home, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(result_file(tmp_path).read_text())["datasets"]["cifar10-valid"]
+    outcome = json.loads(result_file(tmp_path).read_text())["train_a_net"]["datasets"]["cifar10-valid"]
     assert outcome["finished"] and len(outcome["epochs"]) == 2
     assert outcome["epochs"][0]["train_count"] == 2 * 8, "both processes' batches are counted"
     assert outcome["epochs"][0]["valid_count"] == 16, "the valid half is evaluated once, split over the processes"
+
+
+def test_a_checkpoint_where_a_development_build_kept_it_gets_one_line_saying_how_to_resume_it(torch_home, tmp_path,
+                                                                                               monkeypatch):
+    """A development build of train-a-net wrote checkpoints/<name>-<setting>.pth; a re-run does not read it but
+    stops, before training, with one line naming it and where to move it to resume; moved there, it resumes."""
+    train_interrupted_in_the_second_epoch(tmp_path, monkeypatch)
+    (current,) = (tmp_path / "out" / "checkpoint").glob("*-cifar10-basic.pth")
+    old = tmp_path / "out" / "checkpoints" / current.name.replace("-basic.pth", ".pth")
+    old.parent.mkdir()
+    current.rename(old)
+    with pytest.raises(CheckpointError) as refused:
+        train(tmp_path, datasets=["cifar10"], epochs=2)
+    assert str(refused.value) == (f"{old} was written by a development build of xautodl, before the one run layout; "
+                                  f"move it to {current} to resume it, or remove it to train this setting afresh")
+    assert not current.exists()
+    old.rename(current)
+    train(tmp_path, datasets=["cifar10"], epochs=2)
+    assert "resumed from" in "".join(p.read_text() for p in (tmp_path / "out").glob("*-log.txt"))

@@ -259,8 +259,8 @@ def test_train_a_net_stopped_mid_epoch_ends_like_an_uninterrupted_run(tmp_path, 
                                     f"re-running the same command resumes at step 3"]
     assert run_entry(monkeypatch, capsys, train_a_net.main, argv(out), prog="main.py")[0] == 0
 
-    ours = json.loads((out / f"{name}.json").read_text())["datasets"]["cifar10"]
-    theirs = json.loads((tmp_path / "reference" / f"{name}.json").read_text())["datasets"]["cifar10"]
+    ours = json.loads((out / f"{name}.json").read_text())["train_a_net"]["datasets"]["cifar10"]
+    theirs = json.loads((tmp_path / "reference" / f"{name}.json").read_text())["train_a_net"]["datasets"]["cifar10"]
     assert without_timings(ours["epochs"]) == without_timings(theirs["epochs"])
     last = out / "checkpoint" / f"{name}-cifar10-basic.pth"
     final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoint" / last.name)
@@ -322,7 +322,7 @@ def test_fp16_loss_scale_is_checkpointed_so_a_preempted_run_goes_on_with_it(tmp_
     started again at 65536 would skip steps the uninterrupted run took. CPU autocast stands in for a GPU here."""
     from xautodl.optim.schedules import CosineWithWarmup
     from xautodl.runtime import RunLogger
-    from xautodl.runtime.epochs import RunFiles
+    from xautodl.runtime.run_record import RunFiles
     from xautodl.runtime.signals import Preempted
     from xautodl.train.loop import Trainer, TrainSettings
 

@@ -466,8 +466,8 @@ def test_train_a_net_killed_mid_epoch_and_mid_checkpoint_ends_like_an_uninterrup
     logged = stages.run()
     assert f"resumed from {last} after epoch 1" in logged
 
-    ours = json.loads((out / f"{name}.json").read_text())["datasets"]["cifar10"]
-    theirs = json.loads((tmp_path / "reference" / f"{name}.json").read_text())["datasets"]["cifar10"]
+    ours = json.loads((out / f"{name}.json").read_text())["train_a_net"]["datasets"]["cifar10"]
+    theirs = json.loads((tmp_path / "reference" / f"{name}.json").read_text())["train_a_net"]["datasets"]["cifar10"]
     assert ours["finished"] and len(ours["epochs"]) == epochs
     assert without_timings(ours["epochs"]) == without_timings(theirs["epochs"])
     final, reference = load_checkpoint(last), load_checkpoint(tmp_path / "reference" / "checkpoint" / last.name)

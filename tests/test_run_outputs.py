@@ -19,6 +19,7 @@ from xautodl.commands import search as cli
 from xautodl.errors import XAutoDLError
 from xautodl.runtime import RunLogger
 from xautodl.runtime.device import cpu_reason
+from xautodl.runtime.run_record import RunFiles, new_record
 
 TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
         "--device", "cpu", "--quiet", "--no_benchmark"]
@@ -27,6 +28,35 @@ TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_si
 def search(run_dir: Path, seed: int, epochs: int = 2, extra=()) -> dict:
     return cli.run("GDAS", TINY + ["--epochs", str(epochs), "--rand_seed", str(seed), "--save_dir", str(run_dir),
                                    *extra])
+
+
+def test_run_files_are_the_paths_users_know(tmp_path):
+    seed = RunFiles.of_seed(tmp_path, 5)
+    assert [seed.log, seed.summary, seed.last, seed.best, seed.mid_epoch, seed.tensorboard, seed.cells,
+            seed.trajectory] == [tmp_path / "seed-5-log.txt", tmp_path / "seed-5-summary.json",
+                                 tmp_path / "checkpoint" / "seed-5-basic.pth", tmp_path / "checkpoint" / "seed-5-best.pth",
+                                 tmp_path / "checkpoint" / "seed-5-mid-epoch.pth", tmp_path / "tensorboard" / "seed-5",
+                                 tmp_path / "seed-5-cells", tmp_path / "seed-5-trajectory.png"]
+    assert RunFiles.of_arch(tmp_path, 42).log == tmp_path / "arch-00042-log.txt"
+    assert RunFiles.of_arch(tmp_path, 42, 777).result == tmp_path / "arch-00042-seed-777.json"
+    setting = RunFiles.of_arch(tmp_path, 42, 777, "cifar10")
+    assert (setting.last, setting.tensorboard) == (tmp_path / "checkpoint" / "arch-00042-seed-777-cifar10-basic.pth",
+                                                   tmp_path / "tensorboard" / "arch-00042-seed-777-cifar10")
+    seed.last.parent.mkdir()
+    seed.last.write_bytes(b"")
+    assert RunFiles.seed_checkpoints(tmp_path) == [seed.last]
+    assert RunFiles.run_dir_of_checkpoint(seed.last) == tmp_path and RunFiles.run_dir_of_checkpoint(seed.log) is None
+
+
+def test_a_record_has_the_shared_keys_first_then_its_section():
+    record = new_record("basic-main", run={"seed": 1}, seed=1, finished=False, epochs_done=1, total_epochs=2,
+                        seconds=3.0, args={}, history=[{"epoch": 0}], best={"epoch": 0}, section={"params": 0.5})
+    assert list(record) == ["schema", "command", "run", "seed", "finished", "epochs_done", "total_epochs", "seconds",
+                            "args", "versions", "history", "best", "basic_main"]
+    assert record["versions"]["torch"] == torch.__version__
+    with pytest.raises(ValueError, match="train-a-net record has no top-level history and best"):
+        new_record("train-a-net", run={}, seed=1, finished=False, epochs_done=0, total_epochs=0, seconds=0.0, args={},
+                   history=[], best={}, section={})
 
 
 def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
@@ -51,7 +81,7 @@ def test_each_seed_is_its_own_tensorboard_run_with_op_named_alpha_tags(tmp_path)
         tags = accumulator.Tags()["scalars"]
         assert "alpha/1<-0/nor_conv_3x3" in tags and "alpha/3<-2/skip_connect" in tags
         assert not any(tag.split("/")[-1].isdigit() for tag in tags if tag.startswith("alpha/"))
-        ops = json.loads((run_dir / f"seed-{seed}-summary.json").read_text())["op_names"]
+        ops = json.loads((run_dir / f"seed-{seed}-summary.json").read_text())["search"]["op_names"]
         last = history[-1]["alphas"]["2<-1"]
         for op, probability in zip(ops, last):
             assert scalars(folder, f"alpha/2<-1/{op}")[-1][1] == pytest.approx(probability, abs=1e-6)
@@ -77,8 +107,8 @@ def test_search_log_shows_confidence_limit_batches_and_what_to_retrain(tmp_path)
     lines = [line for line in log.splitlines() if " edges: " in line]
     assert len(lines) == 2 and "1<-0 " in lines[-1] and "mean entropy" in lines[-1] and "(uniform 1.6094)" in lines[-1]
     assert (f"to train the final genotype (epoch 2, the one reported): bash scripts-search/NAS-Bench-201/"
-            f"train-a-net.sh '{summary['final_genotype']}' 16 5") in log
-    if summary["best"]["genotype"] != summary["final_genotype"]:
+            f"train-a-net.sh '{summary['search']['final_genotype']}' 16 5") in log
+    if summary["best"]["genotype"] != summary["search"]["final_genotype"]:
         assert f"found another genotype (in {run_dir / 'checkpoint' / 'seed-5-best.pth'})" in log
 
 

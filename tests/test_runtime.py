@@ -2,7 +2,6 @@
 the host agreements of torchrun jobs."""
 from __future__ import annotations
 
-import argparse
 import io
 import random
 

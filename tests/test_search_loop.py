@@ -37,8 +37,8 @@ def test_search_writes_checkpoints_summary_log_and_events(tmp_path, algorithm):
     assert log.count("genotype:") >= 2
     assert "device cpu (channels-last, amp off)" in log  # --channels_last auto: channels-last on CPU
     written = json.loads((run_dir / "seed-5-summary.json").read_text())
-    assert written["final_genotype"] == summary["final_genotype"]
-    assert written["final_genotype"].startswith("|") and len(written["history"]) == 2
+    assert written["search"]["final_genotype"] == summary["search"]["final_genotype"]
+    assert written["search"]["final_genotype"].startswith("|") and len(written["history"]) == 2
     for entry in written["history"]:
         assert {"genotype", "train_loss", "train_acc", "valid_loss", "valid_acc", "tau", "seconds"} <= set(entry)
     state = final_state(tmp_path, "run")
@@ -136,7 +136,7 @@ def test_darts_has_no_temperature_to_log_or_set(tmp_path, capsys):
     from xautodl.commands.summary import format_history_table
 
     summary = search(tmp_path, "run", "DARTS-V1", epochs=1)
-    assert summary["history"][0]["tau"] is None and summary["algorithm"] == "DARTS-V1"
+    assert summary["history"][0]["tau"] is None and summary["search"]["algorithm"] == "DARTS-V1"
     log = (tmp_path / "run" / "seed-5-log.txt").read_text()
     assert "tau" not in log
     assert format_history_table(summary).splitlines()[1].split()[3] == "-"

@@ -145,7 +145,7 @@ def drawn_figure(summaries: list[dict], tmp_path: Path):
 def synthetic_summary(seed: int, train: list[float], probs: list[list[float]], tau: float | None = 1.0) -> dict:
     history = [{"epoch": e, "train_acc": acc, "valid_acc": acc - 1, "tau": tau, "genotype": "g",
                 "alphas": {"1<-0": p, "2<-0": p}} for e, (acc, p) in enumerate(zip(train, probs))]
-    return {"algorithm": "GDAS", "dataset": "digits", "seed": seed, "history": history}
+    return {"seed": seed, "history": history, "search": {"algorithm": "GDAS", "dataset": "digits"}}
 
 
 def test_entropy_axis_shows_the_real_range_and_legends_sit_outside_the_curves(tmp_path):
@@ -218,11 +218,24 @@ def test_errors_say_what_was_expected(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "seed-3-summary.json").write_text('{"history": [')
     code, err = run_main(monkeypatch, capsys, str(tmp_path))
-    assert code == 1 and "cannot read the search summary" in err and "seed-3-summary.json" in err
+    assert code == 1 and "cannot read the search record" in err and "seed-3-summary.json" in err
 
-    (tmp_path / "seed-3-summary.json").write_text('{"history": []}')
+    (tmp_path / "seed-3-summary.json").write_text('{"history": []}')  # a development build's, before the record
     code, err = run_main(monkeypatch, capsys, str(tmp_path))
-    assert code == 1 and "is not a search summary (it lacks algorithm, dataset, seed)" in err
+    assert code == 1 and "seed-3-summary.json was written by a development build of xautodl" in err
+    assert "move it away and re-run the search" in err and len(err.strip().splitlines()) == 1
+
+    (tmp_path / "seed-3-summary.json").write_text('{"schema": 1, "command": "basic-main"}')
+    code, err = run_main(monkeypatch, capsys, str(tmp_path))
+    assert code == 1 and "is the record of a basic-main run, not of a search run" in err
+
+    (tmp_path / "seed-3-summary.json").write_text('{"schema": 2, "command": "search"}')
+    code, err = run_main(monkeypatch, capsys, str(tmp_path))
+    assert code == 1 and "is a run record of schema 2; this xautodl reads schema 1" in err
+
+    (tmp_path / "seed-3-summary.json").write_text('{"schema": 1, "command": "search", "history": []}')
+    code, err = run_main(monkeypatch, capsys, str(tmp_path))
+    assert code == 1 and "is damaged: it lacks run, seed, finished" in err
 
 
 def test_missing_matplotlib_is_explained_and_no_plot_needs_none(tmp_path, monkeypatch, capsys):
@@ -239,7 +252,7 @@ def test_missing_matplotlib_is_explained_and_no_plot_needs_none(tmp_path, monkey
 def test_nasnet_genotypes_stay_on_one_table_row():
     history = [{"epoch": 0, "train_acc": 10.0, "valid_acc": 12.5, "tau": 10.0,
                 "genotype": "normal: |sep_conv_3x3~0|+|skip_connect~1| concat=2,3\nreduce: |max_pool_3x3~0| concat=2"}]
-    table = summary_cli.format_history_table({"dataset": "cifar10", "history": history})
+    table = summary_cli.format_history_table({"search": {"dataset": "cifar10"}, "history": history})
     assert table.splitlines()[1].endswith("normal: |sep_conv_3x3~0|+|skip_connect~1| concat=2,3 / "
                                           "reduce: |max_pool_3x3~0| concat=2")
 

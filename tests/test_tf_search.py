@@ -73,19 +73,20 @@ def test_a_two_epoch_search_writes_the_files_and_keys_of_the_pytorch_search(data
     assert list((run_dir / "tensorboard" / "seed-5").glob("events.out.tfevents.*")), "one TensorBoard run per seed"
     assert "to train the final genotype (epoch 2, the one reported)" in log
     written = json.loads((run_dir / "seed-5-summary.json").read_text())
-    assert written["final_genotype"] == summary["final_genotype"] == summary["history"][-1]["genotype"]
+    assert (written["search"]["final_genotype"] == summary["search"]["final_genotype"]
+            == summary["history"][-1]["genotype"])
     assert [h["tau"] for h in written["history"]] == pytest.approx([10.0, 0.1])
-    assert written["algorithm"] == "GDAS" and written["versions"]["tensorflow"]
+    assert written["search"]["algorithm"] == "GDAS" and written["versions"]["tensorflow"]
     monkeypatch.setattr(search, "benchmark_lookup", fake_benchmark)
     ours = search.run("GDAS", tiny(data, data["root"] / "pytorch"))  # the PyTorch search, same settings
-    assert set(written) == set(ours)
+    assert set(written) == set(ours) and set(written["search"]) == set(ours["search"])
     assert set(written["history"][0]) == set(ours["history"][0])
     assert set(written["history"][0]["benchmark"]) == set(ours["history"][0]["benchmark"])
     state = load_checkpoint(run_dir / "checkpoint" / "seed-5-basic.pth")  # plain data, weights_only
     assert state["epoch"] == 1 and state["finished"] and (run_dir / "checkpoint" / "seed-5-best.pth").exists()
     net = nas201.build_supernet(None, 10, C=2, N=1)
     net.load_state_dict(state["model"])  # the TF model is stored in the PyTorch supernet's names and layouts
-    assert str(net.genotype()) == summary["final_genotype"]
+    assert str(net.genotype()) == summary["search"]["final_genotype"]
 
 
 @pytest.mark.slow
@@ -158,7 +159,7 @@ def test_darts_mode_mixes_with_softmax_and_has_its_own_default_folder(data, monk
     del argv[argv.index("--save_dir"):argv.index("--save_dir") + 2]  # the default output folder
     summary = search_tf.run(argv)
     run_dir = data["root"] / "output" / "search-cell-nas-bench-201" / "DARTS-V1-TF-cifar10-BN1"
-    assert summary["algorithm"] == "DARTS-V1" and summary["history"][0]["tau"] is None
+    assert summary["search"]["algorithm"] == "DARTS-V1" and summary["history"][0]["tau"] is None
     assert (run_dir / "seed-5-summary.json").exists() and (run_dir / "checkpoint" / "seed-5-basic.pth").exists()
     assert "mixer" not in load_checkpoint(run_dir / "checkpoint" / "seed-5-basic.pth")
 

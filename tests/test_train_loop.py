@@ -12,7 +12,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from xautodl.optim.schedules import CosineWithWarmup
 from xautodl.runtime import RunLogger, load_checkpoint
-from xautodl.runtime.epochs import RunFiles
+from xautodl.runtime.run_record import RunFiles
 from xautodl.train.loop import Trainer, TrainSettings
 
 CLASSES = 7  # more than 5, so that top-5 differs from a certainty

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train one NAS-Bench-201 arch on cifar10-valid, cifar10, cifar100 and ImageNet16-120 with seeds 777 888 999.
+# Train one NAS-Bench-201 arch on cifar10-valid, cifar10, cifar100 and ImageNet16-120 with seeds 777 888 999, into
+# output/NAS-BENCH-201-4/: those are the entry point's defaults, defined once in xautodl/commands/train_a_net.py.
 # usage: bash scripts-search/NAS-Bench-201/train-a-net.sh '<arch string or name>' <channels> <cells per stage> [extra flags]
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -8,6 +9,4 @@ usage="bash scripts-search/NAS-Bench-201/train-a-net.sh '<arch string or name, e
 arch="$1" channel="$2" cells="$3"; shift 3
 # A stray fourth word would otherwise land in the --seeds list the driver passes last.
 [ $# -eq 0 ] || [[ "$1" == -* ]] || usage_exit "$usage"
-run_entry exps/NAS-Bench-201/main.py --arch "$arch" --save_dir output/NAS-BENCH-201-4 --max_node 4 \
-  --channel "$channel" --num_cells "$cells" --datasets cifar10-valid cifar10 cifar100 ImageNet16-120 \
-  --seeds 777 888 999 "$@"
+run_entry exps/NAS-Bench-201/main.py --arch "$arch" --channel "$channel" --num_cells "$cells" "$@"

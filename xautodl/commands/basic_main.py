@@ -24,13 +24,15 @@ import torch
 from torch import nn
 
 from ..config_utils import Config, load_config
+from ..config_utils.defaults import TRAINING_CONFIGS
 from ..datasets import get_train_test_loaders
 from ..errors import ArchError, CheckpointError, ConfigError
-from ..runtime import RunLogger, atomic_write_json, load_checkpoint, main_guard, select_device, seed_everything, to_plain
+from ..runtime import RunLogger, load_checkpoint, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, distributed_job
 from ..runtime.distributed import per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
+from ..runtime.seeding import RANDOM_SEED
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
@@ -39,16 +41,16 @@ from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
 from ..runtime.device import cpu_reason
-from ..runtime.epochs import CHECKPOINT_FOLDER, RunFiles, steps_per_epoch
+from ..runtime.epochs import steps_per_epoch
+from ..runtime.run_record import RunFiles, new_record, read_record, write_record
+from .train_a_net import driver_command as train_a_net_command
 
 DATASETS = ("cifar10", "cifar100", "imagenet-1k", "folder")
 # Which evaluation net (the arch config's `dataset` entry) suits each dataset; user folders hold small images.
 NET_KINDS = {"cifar10": "cifar", "cifar100": "cifar", "folder": "cifar", "imagenet-1k": "imagenet"}
-DEFAULT_OPTIM_CONFIGS = {"cifar": "configs/opts/NAS-CIFAR.config", "imagenet": "configs/opts/NAS-IMAGENET.config"}
-DEFAULT_BATCH_SIZE = 96
+DEFAULT_BATCH_SIZE = 96  # when the optimisation config names none
 CIFAR_CUTOUT = 16
 NB201_SPACE = "nas-bench-201"
-NB201_TRAIN_HINT = "bash scripts-search/NAS-Bench-201/train-a-net.sh '{arch}' 16 5"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
              f"({', '.join(PUBLISHED_GENOTYPES)}), a genotype JSON file, a search or training checkpoint of this "
              "tool, a search summary JSON, or the printed genotype")
     add("--save_dir", default=None, help="run folder (default: output/nas-infer/{dataset}-{genotype}-{batch})")
-    add("--rand_seed", type=int, default=-1,
-        help="-1: resume the newest unfinished run in --save_dir, else draw a seed")
+    add("--rand_seed", type=int, default=RANDOM_SEED,
+        help=f"{RANDOM_SEED}: resume the newest unfinished run in --save_dir, else draw a seed")
     add("--warmup", type=non_negative_int, default=None, help="override the optimisation config's warmup epochs")
     add("--cutout_length", type=int, default=None,
         help=f"cutout side (default {CIFAR_CUTOUT} for CIFAR, none otherwise; <= 0 turns it off)")
@@ -125,15 +127,17 @@ def resolve_genotype(requested: str | None, config_genotype: str | None, model_c
 
 def _file_run_name(path: Path) -> str:
     """A run's checkpoint (<run>/checkpoint/seed-1-basic.pth) is named after its run folder, other files by stem."""
-    return path.parent.parent.name if path.parent.name == CHECKPOINT_FOLDER else path.stem
+    run_dir = RunFiles.run_dir_of_checkpoint(path)
+    return path.stem if run_dir is None else run_dir.name
 
 
 def genotype_from_file(path: Path) -> tuple[NASNetGenotype, str]:
-    """The genotype held by a checkpoint, a summary / genotype JSON file or a text file; plus a remark."""
+    """The genotype held by a checkpoint, a run record (summary) / genotype JSON file or a text file; plus a
+    remark."""
     if _is_torch_file(path):
         state = load_checkpoint(path)
-        entry = _genotype_entry(state)
-        if entry is None:
+        entry = state.get("genotype")  # a search's (dict form) or basic-main's (printed) checkpoint
+        if not isinstance(entry, (Mapping, str)):
             raise CheckpointError(
                 f"{path} holds no genotype: expected a search checkpoint of this tool "
                 "(output/search-cell-darts/.../checkpoint/seed-*-basic.pth) or a checkpoint written by basic-main")
@@ -142,8 +146,10 @@ def genotype_from_file(path: Path) -> tuple[NASNetGenotype, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return parse_genotype(path), ""
+    if isinstance(data, Mapping) and "command" in data:
+        return _nasnet_genotype(_record_genotype(path, data["command"]), path), ""
     if isinstance(data, Mapping):
-        return _nasnet_genotype(_genotype_entry(data) or data, path), ""
+        return _nasnet_genotype(data, path), ""
     return parse_genotype(path), ""
 
 
@@ -154,12 +160,14 @@ def _is_torch_file(path: Path) -> bool:
     return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
-def _genotype_entry(data: Mapping[str, Any]) -> Mapping[str, Any] | str | None:
-    """The genotype of a search checkpoint / summary (a dict) or of a basic-main checkpoint (printed) / summary."""
-    for candidate in (data.get("final_genotype_dict"), data.get("genotype"), (data.get("meta") or {}).get("genotype")):
-        if isinstance(candidate, (Mapping, str)):
-            return candidate
-    return None
+def _record_genotype(path: Path, command: str) -> Mapping[str, Any]:
+    """The genotype of a run record: a search's final genotype, or the one basic-main trained."""
+    if command == "search":
+        return read_record(path, command)["search"]["final_genotype_dict"]
+    if command == "basic-main":
+        return read_record(path, command)["basic_main"]["genotype"]
+    raise ArchError(f"{path} is a {command} record, which holds no NASNet genotype; give a search's or basic-main's "
+                    f"summary, checkpoint or genotype")
 
 
 def _nasnet_genotype(entry: Mapping[str, Any] | str, origin: Path) -> NASNetGenotype:
@@ -168,7 +176,7 @@ def _nasnet_genotype(entry: Mapping[str, Any] | str, origin: Path) -> NASNetGeno
         arch = entry.get("arch", "<arch string>")
         raise ArchError(
             f"{origin} comes from the NAS-Bench-201 space (its cell is {arch}), but basic-main trains NASNet-space "
-            f"(DARTS) genotypes. Train that cell the NAS-Bench-201 way instead: {NB201_TRAIN_HINT.format(arch=arch)}")
+            f"(DARTS) genotypes. Train that cell the NAS-Bench-201 way instead: {train_a_net_command(arch)}")
     try:
         return parse_genotype(entry)
     except ArchError as error:
@@ -222,7 +230,7 @@ def load_configs(args: argparse.Namespace) -> tuple[Config, Config, str]:
     model_config = load_config(args.model_config)
     kind = net_kind(model_config, args.dataset)
     overrides = {key: getattr(args, key) for key in ("epochs", "warmup") if getattr(args, key) is not None}
-    optim_config = load_config(args.optim_config or DEFAULT_OPTIM_CONFIGS[kind], overrides=overrides)
+    optim_config = load_config(args.optim_config or TRAINING_CONFIGS[kind], overrides=overrides)
     if str(optim_config.get("scheduler") or "cos") != "cos":
         raise ConfigError(f"{optim_config.source}: scheduler {optim_config.scheduler!r} is not supported; use 'cos' "
                           "(warmup + cosine)")
@@ -249,8 +257,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     save_dir = Path(args.save_dir or f"output/nas-infer/{args.dataset}-{choice.name}-{batch_size}")
     is_main = rank == 0
     # Every process runs seed_to_run (so a bad seed fails everywhere alike), and all take rank 0's answer.
-    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir / CHECKPOINT_FOLDER).seed))
-    files = RunFiles(save_dir, f"seed-{seed}")
+    seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir).seed))
+    files = RunFiles.of_seed(save_dir, seed)
     logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet,
                        tensorboard_dir=files.tensorboard)
 
@@ -288,13 +296,12 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
                f"{settings.drop_path_prob} | cutout {cutout_length(args)} | {optim_config.to_dict()}")
     started = time.time()
     history = trainer.fit()
-    summary = {
+    section = {
         "dataset": args.dataset,
         "genotype_name": choice.name,
         "genotype_source": choice.source,
         "genotype": choice.genotype.to_dict(),
         "genotype_text": str(choice.genotype),
-        "seed": seed,
         "channels": meta["channels"],
         "layers": meta["layers"],
         **network,
@@ -302,21 +309,18 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
         "drop_path_prob": settings.drop_path_prob,
         "batch_size": batch_size,
         "world_size": world_size,
-        "total_epochs": settings.total_epochs,
-        "finished": len(history) >= settings.total_epochs,
-        "history": history,
-        "best": trainer.best,
-        "train_seconds": sum(entry["train_seconds"] for entry in history),
         "seconds_this_session": time.time() - started,
         "checkpoints": {"last": str(files.last), "best": str(files.best)},
         "model_config": model_config.to_dict(),
         "optim_config": optim_config.to_dict(),
-        "args": to_plain(vars(args)),
     }
-    summary_path = files.summary
+    summary = new_record("basic-main", run=meta, seed=seed, finished=len(history) >= settings.total_epochs,
+                         epochs_done=len(history), total_epochs=settings.total_epochs,
+                         seconds=sum(entry["train_seconds"] for entry in history), args=to_plain(vars(args)),
+                         section=section, history=history, best=trainer.best)
     if is_main:
-        atomic_write_json(summary_path, summary)
-    _log_end(logger, summary, trainer.start_epoch, summary_path)
+        write_record(files.summary, summary)
+    _log_end(logger, summary, trainer.start_epoch, files.summary)
     logger.close()
     return summary
 
@@ -338,12 +342,13 @@ def _log_end(logger: RunLogger, summary: dict, start_epoch: int, summary_path: P
     if start_epoch >= summary["total_epochs"]:
         logger.log(f"the run had already finished its {summary['total_epochs']} epochs; nothing trained")
     last = summary["history"][-1] if summary["history"] else {}
+    section = summary["basic_main"]
     if last:
         logger.log(f"last epoch: test accuracy {last['test_acc']:.2f}% | best {summary['best']['acc']:.2f}% at epoch "
-                   f"{summary['best']['epoch'] + 1} | {summary['train_seconds']:.1f}s of training in all, "
-                   f"{summary['seconds_this_session']:.1f}s this session")
-    logger.log(f"files: summary {summary_path} | checkpoints {summary['checkpoints']['last']}, "
-               f"{summary['checkpoints']['best']} | log {logger.log_path}")
+                   f"{summary['best']['epoch'] + 1} | {summary['seconds']:.1f}s of training in all, "
+                   f"{section['seconds_this_session']:.1f}s this session")
+    logger.log(f"files: summary {summary_path} | checkpoints {section['checkpoints']['last']}, "
+               f"{section['checkpoints']['best']} | log {logger.log_path}")
 
 
 def main() -> None:

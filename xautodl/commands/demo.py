@@ -28,9 +28,10 @@ from typing import Sequence
 import torch
 
 from ..config_utils import load_config
+from ..config_utils.defaults import NB201_TRAINING_CONFIG
 from ..datasets import get_train_test_loaders
 from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
-from ..runtime.epochs import RunFiles
+from ..runtime.run_record import RunFiles
 from ..runtime.flags import EntryParser, positive_int
 from ..runtime.precision import to_channels_last, use_channels_last
 from ..optim.optimizers import build_criterion, build_optimizer
@@ -48,10 +49,8 @@ from . import search as search_cli
 DEMO_SEARCH = {
     "config": "configs/demo/GDAS-digits.config",  # GDAS.config with LR 0.1: 0.025 learns too little in ~1,000 steps
     "arch_learning_rate": 3e-3,  # 10x the paper's 3e-4: Adam moves an alpha by about lr per step
-    "tau_max": 10.0, "tau_min": 0.1,  # the paper's annealing
     "batch_size": 32,  # 750 train / 750 valid digits make 24 search pairs per epoch
 }
-TRAIN_CONFIG = "configs/nas-benchmark/hyper-opts/200E.config"  # NAS-Bench-201's training recipe, shortened
 COLLAPSED = {"all skip_connect": "skip_connect", "all avg_pool_3x3": "avg_pool_3x3"}
 
 
@@ -90,7 +89,8 @@ def train_cell(arch: Arch, name: str, seed: int, args: argparse.Namespace, devic
     """Train the TinyNetwork of `arch` on the digits for `args.train_epochs` epochs with `seed`; returns its test
     accuracy (%) and the number of test images. A re-run of the demo resumes (or skips) finished trainings."""
     seed_everything(seed)
-    config = load_config(TRAIN_CONFIG, overrides={"epochs": args.train_epochs, "batch_size": 64})
+    # NAS-Bench-201's training recipe, shortened to --train_epochs
+    config = load_config(NB201_TRAINING_CONFIG, overrides={"epochs": args.train_epochs, "batch_size": 64})
     train_loader, test_loader, info = get_train_test_loaders("digits", 64, device, seed)
     channels_last = use_channels_last("auto", device)
     model = to_channels_last(TinyNetwork(arch, args.channel, args.num_cells, info.num_classes).to(device),
@@ -111,7 +111,6 @@ def run_search(args: argparse.Namespace) -> dict:
         "--dataset", "digits", "--channel", str(args.search_channel), "--num_cells", str(args.search_cells),
         "--epochs", str(args.search_epochs), "--batch_size", str(DEMO_SEARCH["batch_size"]),
         "--config_path", DEMO_SEARCH["config"], "--arch_learning_rate", str(DEMO_SEARCH["arch_learning_rate"]),
-        "--tau_max", str(DEMO_SEARCH["tau_max"]), "--tau_min", str(DEMO_SEARCH["tau_min"]),
         "--rand_seed", str(args.seed), "--device", args.device, "--save_dir", str(Path(args.save_dir) / "search"),
         "--no_benchmark", "--quiet", "--print_freq", "0"])
 
@@ -144,12 +143,12 @@ def run(argv: Sequence[str] | None = None) -> dict:
     print(f"== 1/3 GDAS search on digits ({args.search_epochs} epochs, supernet C={args.search_channel}, "
           f"N={args.search_cells}, {device})")
     summary = run_search(args)
-    found = parse_arch(summary["final_genotype"])
+    found = parse_arch(summary["search"]["final_genotype"])
     final = summary["history"][-1]
     print(f"   search: supernet train accuracy {summary['history'][0]['train_acc']:.1f}% (epoch 1) -> "
           f"{final['train_acc']:.1f}% (epoch {len(summary['history'])}); largest softmax(alpha) per edge "
           f"{min(max(p) for p in final['alphas'].values()):.3f}-{max(max(p) for p in final['alphas'].values()):.3f} "
-          f"(uniform 0.200); {summary['search_seconds']:.0f}s")
+          f"(uniform 0.200); {summary['seconds']:.0f}s")
     candidates = [("GDAS-found", [found]), ("ResNet", [parse_arch("resnet")]),
                   ("random cells", random_cells(args.random_cells, args.seed)),
                   *((name, [collapsed_cell(op)]) for name, op in COLLAPSED.items())]
@@ -176,7 +175,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
     seconds = time.time() - started
     print(f"   total time {seconds:.0f}s; files under {args.save_dir}/")
     result = {"found": str(found), "test_images": test_images, "rows": rows, "seconds": seconds,
-              "search": {"epochs": args.search_epochs, **DEMO_SEARCH,
+              "search": {"epochs": args.search_epochs, **DEMO_SEARCH, "tau_max": summary["args"]["tau_max"],
+                         "tau_min": summary["args"]["tau_min"],
                          "final_alphas": final["alphas"], "train_acc": [h["train_acc"] for h in summary["history"]]}}
     atomic_write_json(Path(args.save_dir) / "results.json", result)
     return result

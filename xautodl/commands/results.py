@@ -70,8 +70,8 @@ def collect_rows(run_dirs: list[str], lookup=None) -> list[ResultRow]:
             summary = load_summary(path)
             if not summary["history"]:
                 continue  # no epoch finished: no final genotype yet
-            bn = str((summary.get("args") or {}).get("track_running_stats", "?"))
-            key = (summary["algorithm"], summary["dataset"], bn)
+            bn = str(summary["run"]["track_running_stats"])
+            key = (summary["search"]["algorithm"], summary["search"]["dataset"], bn)
             row = rows.setdefault(key, ResultRow(*key))
             _add_run(row, summary, lookup)
     return sorted(rows.values(), key=lambda r: (r.dataset, r.algorithm, r.bn))
@@ -80,8 +80,8 @@ def collect_rows(run_dirs: list[str], lookup=None) -> list[ResultRow]:
 def _add_run(row: ResultRow, summary: dict, lookup) -> None:
     history = summary["history"]
     row.seeds.append(summary["seed"])
-    row.epochs.append((summary.get("epochs_done", len(history)), summary.get("total_epochs", len(history))))
-    row.seconds.append(float(summary.get("search_seconds", sum(e.get("seconds", 0.0) for e in history))))
+    row.epochs.append((summary["epochs_done"], summary["total_epochs"]))
+    row.seconds.append(float(summary["seconds"]))
     final = history[-1].get("benchmark")
     if not final and lookup is not None and history[-1].get("genotype"):
         final = lookup(history[-1]["genotype"])
@@ -90,7 +90,8 @@ def _add_run(row: ResultRow, summary: dict, lookup) -> None:
         value = accuracy.get(setting, {}).get(split)
         if value is not None:
             row.accuracies.setdefault(title, []).append(float(value))
-    trajectory_setting = summary["dataset"] if summary["dataset"] in {c[1] for c in COLUMNS} else "cifar10"
+    dataset = summary["search"]["dataset"]
+    trajectory_setting = dataset if dataset in {c[1] for c in COLUMNS} else "cifar10"
     row.trajectories.append([(entry["epoch"] + 1, float(test)) for entry in history
                              if (test := ((entry.get("benchmark") or {}).get("accuracy") or {})
                                  .get(trajectory_setting, {}).get("test")) is not None])

@@ -16,13 +16,16 @@ from typing import Sequence
 import torch
 
 from ..config_utils import load_config
+from ..config_utils.defaults import nasnet_supernet_config, search_config
 from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import broadcast_object, distributed_job, per_process_batch
 from ..runtime.device import cpu_reason
-from ..runtime.epochs import CHECKPOINT_FOLDER, steps_per_epoch
+from ..runtime.epochs import steps_per_epoch
 from ..runtime.resume import seed_to_run
+from ..runtime.seeding import RANDOM_SEED
+from ..runtime.run_record import RunFiles
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_float, positive_float, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
@@ -30,6 +33,7 @@ from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
 from ..search.algorithms import build_algorithm, build_mixer, get_algorithm
 from ..search.loop import SearchLoop, SearchRun
+from .train_a_net import driver_command as train_a_net_command
 
 # The datasets a search can hold in memory (imagenet-1k is read from files, for re-training only).
 SEARCH_DATASETS = ("cifar10", "cifar100", "ImageNet16-120", "digits", "folder")
@@ -51,22 +55,27 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--dataset", required=True, choices=SEARCH_DATASETS, help="the data searched on (required)")
     add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],
         help="the space: nas-bench-201 (default), or nasnet (alias darts), which is also what --model_config selects")
-    add("--max_nodes", type=positive_int, default=None, help="NAS-Bench-201 cell nodes (default 4)")
-    add("--channel", type=positive_int, default=None, help="NAS-Bench-201 supernet channels (default 16)")
-    add("--num_cells", type=positive_int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
+    nas201 = get_space("nas-bench-201")  # the supernet's size flags default to its constants (in resolve_args)
+    add("--max_nodes", type=positive_int, default=None, help=f"NAS-Bench-201 cell nodes (default {nas201.NUM_NODES})")
+    add("--channel", type=positive_int, default=None,
+        help=f"NAS-Bench-201 supernet channels (default {nas201.DEFAULT_CHANNELS})")
+    add("--num_cells", type=positive_int, default=None,
+        help=f"NAS-Bench-201 cells per stage (default {nas201.DEFAULT_CELLS})")
     add("--track_running_stats", type=int, choices=(0, 1), default=1,
         help="1: the search cells' BatchNorm keeps running statistics; 0: batch statistics only")
-    add("--config_path", default=None, help=f"optimisation config (default {spec.default_configs['nas-bench-201']}; "
-                                            f"on the NASNet space {spec.default_configs['nasnet']})")
+    add("--config_path", default=None, help=f"optimisation config (default {search_config(algorithm, 'nas-bench-201')}"
+                                            f"; on the NASNet space {search_config(algorithm, 'nasnet')})")
     add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; default on the "
-                                             f"NASNet space {spec.default_supernet})")
-    if spec.anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
-        add("--tau_max", type=positive_float, default=10.0, help="Gumbel-softmax temperature of the first epoch")
-        add("--tau_min", type=positive_float, default=0.1, help="temperature of the last epoch (annealed linearly)")
+                                             f"NASNet space {nasnet_supernet_config(algorithm)})")
+    if spec.tau_schedule is not None:  # DARTS mixes with softmax: it has no temperature to set
+        tau_max, tau_min = spec.tau_schedule
+        add("--tau_max", type=positive_float, default=tau_max, help="Gumbel-softmax temperature of the first epoch")
+        add("--tau_min", type=positive_float, default=tau_min, help="temperature of the last epoch (annealed linearly)")
     add("--arch_learning_rate", type=non_negative_float, default=3e-4, help="Adam learning rate of the alphas")
     add("--arch_weight_decay", type=non_negative_float, default=1e-3, help="Adam weight decay of the alphas")
     add("--save_dir", default=None, help="run directory (default: the original tool's output path)")
-    add("--rand_seed", type=int, default=-1, help="-1 draws a seed (or resumes the newest unfinished run)")
+    add("--rand_seed", type=int, default=RANDOM_SEED,
+        help=f"{RANDOM_SEED} draws a seed (or resumes the newest unfinished run)")
     add("--arch_nas_dataset", default=None, help="NATS-Bench topology benchmark path (default: under $TORCH_HOME)")
     add("--split_file", default=None, help="search split file overriding the shipped one")
     add("--no_benchmark", action="store_true", help="do not look genotypes up in NATS-Bench")
@@ -86,7 +95,6 @@ def parse_args(algorithm: str, argv: Sequence[str] | None = None) -> argparse.Na
 
 def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace:
     """Parsed arguments with the space resolved and the defaults of `algorithm` filled in (see `parse_args`)."""
-    spec = get_algorithm(algorithm)
     space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
     args.search_space_name = space
     if space == "nasnet":
@@ -94,8 +102,8 @@ def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace
         if given:
             raise ConfigError(f"{', '.join(given)} size(s) the NAS-Bench-201 supernet; the NASNet supernet's size "
                               f"comes from --model_config (C, N, steps, ...). Drop {', '.join(given)} or edit a copy "
-                              f"of {args.model_config or spec.default_supernet}")
-        args.model_config = args.model_config or spec.default_supernet
+                              f"of {args.model_config or nasnet_supernet_config(algorithm)}")
+        args.model_config = args.model_config or nasnet_supernet_config(algorithm)
     else:
         if args.model_config:
             raise ConfigError(f"--model_config {args.model_config} describes a NASNet supernet, but the space is "
@@ -106,7 +114,7 @@ def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace
         for flag, default in defaults.items():
             setattr(args, flag, default if getattr(args, flag) is None else getattr(args, flag))
     if args.config_path is None:
-        args.config_path = spec.default_configs[space]
+        args.config_path = search_config(algorithm, space)
     return args
 
 
@@ -158,13 +166,13 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     if is_main:
         _check_writable(run_dir)
     # Every rank uses rank 0's seed: identical initial weights and identical Gumbel samples.
-    choice = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER) if is_main else None
+    choice = seed_to_run(args.rand_seed, run_dir) if is_main else None
     seed = seed_everything(broadcast_object(None if choice is None else choice.seed))
     loader, info = get_search_loader(args.dataset, per_process_batch(int(config.batch_size), world_size), device, seed,
                                      data_path=args.data_path, split_file=args.split_file, rank=rank,
                                      world_size=world_size, download=args.download)
-    tau_range = (args.tau_max, args.tau_min) if spec.anneals_tau else None
-    mixer = build_mixer(algorithm, tau=tau_range[0] if tau_range else 1.0, seed=seed)
+    tau_range = (args.tau_max, args.tau_min) if spec.tau_schedule is not None else None
+    mixer = build_mixer(algorithm, tau=tau_range[0] if tau_range else None, seed=seed)
     channels_last = use_channels_last(args.channels_last, device)
     model = to_channels_last(build_supernet(args, model_config, info.num_classes, mixer).to(device), channels_last)
     w_optimizer = build_optimizer(config, model.weights())
@@ -194,7 +202,7 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     summary = loop.run_search()
     _log_end(logger, summary, run_info, args, time.time() - started)
     if space == "nasnet" and is_main:
-        _draw_final_cells(model, run_dir / f"seed-{seed}-cells", logger)
+        _draw_final_cells(model, run_info.files.cells, logger)
     logger.close()
     return summary
 
@@ -208,12 +216,13 @@ def compiled_forward(algorithm: str, model: torch.nn.Module, args: argparse.Name
 
 
 def _check_writable(run_dir: Path) -> None:
+    checkpoints = RunFiles.checkpoint_folder(run_dir)
     try:
-        (run_dir / CHECKPOINT_FOLDER).mkdir(parents=True, exist_ok=True)
+        checkpoints.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise XAutoDLError(f"cannot create the run directory {run_dir}: {error.strerror}; "
                            f"pass a writable --save_dir") from None
-    if not os.access(run_dir / CHECKPOINT_FOLDER, os.W_OK):
+    if not os.access(checkpoints, os.W_OK):
         raise XAutoDLError(f"the run directory {run_dir} is not writable; pass a writable --save_dir")
 
 
@@ -231,12 +240,12 @@ def _log_start(logger, algorithm, args, device, loader, info, model, config, run
                f"{info.num_classes} classes, {info.image_size}x{info.image_size}; {steps} search pairs{limited} of "
                f"batch {config.batch_size} per epoch over {loader.train.world_size} process(es)")
     logger.log(f"supernet: {weights / 1e6:.3f} M weights, alphas {[tuple(a.shape) for a in model.alphas()]}")
-    tau = f" | tau {args.tau_max} -> {args.tau_min}" if get_algorithm(algorithm).anneals_tau else ""
+    tau = f" | tau {args.tau_max} -> {args.tau_min}" if get_algorithm(algorithm).tau_schedule is not None else ""
     logger.log(f"config: {config.to_dict()}{tau} | arch LR {args.arch_learning_rate} wd {args.arch_weight_decay}")
 
 
 def _log_end(logger, summary: dict, run_info: SearchRun, args: argparse.Namespace, seconds: float) -> None:
-    logger.log(f"final genotype: {summary['final_genotype']}")
+    logger.log(f"final genotype: {summary['search']['final_genotype']}")
     last = summary["history"][-1] if summary["history"] else {}
     if last.get("benchmark"):
         logger.log(f"benchmark of the final genotype: {last['benchmark']}")
@@ -251,9 +260,9 @@ def _log_end(logger, summary: dict, run_info: SearchRun, args: argparse.Namespac
 def next_step_lines(summary: dict, run_info: SearchRun, args: argparse.Namespace) -> list[str]:
     """What to re-train after a search: the last epoch's genotype (the one GDAS reports) and the best-valid epoch's,
     each with the file or command that trains it."""
-    files, best = run_info.files, summary["best"]
+    files, best, final = run_info.files, summary["best"], summary["search"]["final_genotype"]
     last_epoch = summary["epochs_done"]
-    same = best.get("genotype") == summary["final_genotype"]
+    same = best.get("genotype") == final
     if run_info.space == "nasnet":
         command = f"bash scripts/retrain-searched-net.sh {args.dataset} gdas-searched {{}} 96 -1"
         lines = [f"to re-train the final genotype (epoch {last_epoch}, the one reported): " + command.format(files.last)]
@@ -261,13 +270,10 @@ def next_step_lines(summary: dict, run_info: SearchRun, args: argparse.Namespace
             lines.append(f"the best-valid epoch {best['epoch'] + 1} holds another genotype, {best['genotype']}: "
                          + command.format(files.best))
         return lines
-    nas201 = get_space("nas-bench-201")  # train-a-net's default network: C=16, N=5, as NAS-Bench-201 trained it
-    command = "bash scripts-search/NAS-Bench-201/train-a-net.sh '{}' " + f"{nas201.DEFAULT_CHANNELS} {nas201.DEFAULT_CELLS}"
-    lines = [f"to train the final genotype (epoch {last_epoch}, the one reported): "
-             + command.format(summary["final_genotype"])]
+    lines = [f"to train the final genotype (epoch {last_epoch}, the one reported): " + train_a_net_command(final)]
     if not same and best["epoch"] >= 0:
         lines.append(f"the best-valid epoch {best['epoch'] + 1} found another genotype (in {files.best}): "
-                     + command.format(best["genotype"]))
+                     + train_a_net_command(best["genotype"]))
     return lines
 
 

@@ -19,7 +19,7 @@ from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime.flags import positive_float
 from ..runtime import RunLogger, main_guard, seed_everything, to_plain
-from ..runtime.epochs import CHECKPOINT_FOLDER, steps_per_epoch
+from ..runtime.epochs import steps_per_epoch
 from ..runtime.resume import seed_to_run
 from ..optim.schedules import schedule_from_config
 from ..search.loop import SearchLoop, SearchRun
@@ -122,7 +122,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     config = load_config(args.config_path, overrides=overrides)
     run_dir = Path(args.save_dir) if args.save_dir else default_save_dir(algorithm, args)
     search._check_writable(run_dir)
-    choice = seed_to_run(args.rand_seed, run_dir / CHECKPOINT_FOLDER)
+    choice = seed_to_run(args.rand_seed, run_dir)
     seed = seed_everything(choice.seed)
     # The data stay with PyTorch on the host (uint8, augmented batch-wise there); the steps receive each batch.
     loader, info = get_search_loader(args.dataset, int(config.batch_size), torch.device("cpu"), seed,

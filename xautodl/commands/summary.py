@@ -15,7 +15,6 @@ does (see `xautodl.commands.results`).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from pathlib import Path
@@ -24,9 +23,10 @@ from typing import Sequence
 from ..errors import XAutoDLError
 from ..runtime import main_guard
 from ..runtime.flags import EntryParser
+from ..runtime.run_record import RunFiles, read_record
 from ..search.loop import entropy
 
-SUMMARY_GLOB = "seed-*-summary.json"
+SUMMARY_GLOB = RunFiles.of_seed(".", "*").summary.name
 EPOCH_FIELDS = ("train_acc", "valid_acc", "genotype")  # what the table and the plot read of every epoch
 _SUMMARY_NAME = re.compile(r"seed-(-?\d+)-summary\.json")
 # A legend with more entries than this (NASNet: 28 edges) would hide the curves.
@@ -62,7 +62,7 @@ def find_summaries(run_dir: str | Path, seed: int | None = None) -> list[Path]:
     if not path.is_dir():
         raise XAutoDLError(f"run directory {path} does not exist; pass the folder a search wrote (the --save_dir of "
                            f"the search, by default output/search-cell-*/<ALGO>-<dataset>-BN<bn>/)")
-    found = sorted(path.glob(SUMMARY_GLOB), key=_seed_of)
+    found = sorted(RunFiles.seed_summaries(path), key=_seed_of)
     if not found:
         raise XAutoDLError(f"no search summary in {path}: expected a file {SUMMARY_GLOB} there, written by a search "
                            f"after its first epoch; is this the run's --save_dir?")
@@ -76,18 +76,9 @@ def find_summaries(run_dir: str | Path, seed: int | None = None) -> list[Path]:
 
 
 def load_summary(path: str | Path) -> dict:
-    """A summary JSON written by the search loop; XAutoDLError when it is unreadable or not a search summary."""
-    path = Path(path)
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise XAutoDLError(f"cannot read the search summary {path} ({error}); it may be damaged: the search "
-                           f"rewrites it after every epoch, so re-running the search restores it") from None
-    required = ("algorithm", "dataset", "seed", "history")
-    missing = [key for key in required if key not in summary] if isinstance(summary, dict) else list(required)
-    if missing:
-        raise XAutoDLError(f"{path} is not a search summary (it lacks {', '.join(missing)}); expected the "
-                           f"seed-{{seed}}-summary.json a search writes")
+    """The run record of a search (`xautodl.runtime.run_record`); XAutoDLError when it is unreadable or not a
+    search's."""
+    summary = read_record(path, "search")
     history = summary["history"]
     if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
         raise XAutoDLError(f"{path} is damaged: its history is not a list of epoch entries; re-running the search "
@@ -117,7 +108,7 @@ def benchmark_dataset(summary: dict) -> str | None:
     for entry in reversed(summary["history"]):
         accuracy = (entry.get("benchmark") or {}).get("accuracy") or {}
         if accuracy:
-            for name in (summary["dataset"], "cifar10"):
+            for name in (summary["search"]["dataset"], "cifar10"):
                 if name in accuracy:
                     return name
             return next(iter(accuracy))
@@ -126,22 +117,20 @@ def benchmark_dataset(summary: dict) -> str | None:
 
 def format_summary(summary: dict, source: Path | None = None) -> str:
     """The run at a glance: what ran, how far, the final genotype, the best epoch, the time, benchmark results."""
-    history = summary["history"]
-    best = summary.get("best") or {}
+    history, best, search = summary["history"], summary["best"], summary["search"]
     lines = []
     if source is not None:
         lines.append(f"summary:        {source}")
     lines += [
-        f"search:         {summary['algorithm']} on the {summary.get('space', '?')} space",
-        f"dataset:        {summary['dataset']}",
+        f"search:         {search['algorithm']} on the {search['space']} space",
+        f"dataset:        {search['dataset']}",
         f"seed:           {summary['seed']}",
-        f"epochs:         {summary.get('epochs_done', len(history))} of {summary.get('total_epochs', '?')} done",
-        f"final genotype: {_one_line(summary.get('final_genotype', '-'))}",
+        f"epochs:         {summary['epochs_done']} of {summary['total_epochs']} done",
+        f"final genotype: {_one_line(search['final_genotype'])}",
     ]
-    if best.get("epoch", -1) >= 0:
+    if best["epoch"] >= 0:
         lines.append(f"best valid acc: {best['valid_acc']:.2f}% at epoch {best['epoch'] + 1}")
-    seconds = summary.get("search_seconds", sum(entry.get("seconds", 0.0) for entry in history))
-    lines.append(f"search time:    {_duration(seconds)}")
+    lines.append(f"search time:    {_duration(summary['seconds'])}")
     final_benchmark = history[-1].get("benchmark") if history else None
     if final_benchmark and final_benchmark.get("accuracy"):
         lines.append(f"NATS-Bench accuracy of the final genotype (arch index {final_benchmark.get('index', '?')}):")
@@ -183,7 +172,7 @@ def plot_trajectory(summaries: Sequence[dict], out_path: str | Path) -> Path:
     acc_axes, tau_axes, entropy_axes = figure.subplots(3, 1, sharex=True)
     seeds = [summary["seed"] for summary in summaries]
     who = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean and range"
-    figure.suptitle(f"{first['algorithm']} on {first['dataset']}, {who}")
+    figure.suptitle(f"{first['search']['algorithm']} on {first['search']['dataset']}, {who}")
 
     for key, label in (("train_acc", "train (weight step)"), ("valid_acc", "valid (architecture step)")):
         plot_band(acc_axes, [_series(summary, key) for summary in summaries], label)
@@ -193,7 +182,7 @@ def plot_trajectory(summaries: Sequence[dict], out_path: str | Path) -> Path:
 
     taus = [_series(summary, "tau") for summary in summaries]
     if not any(points for points in taus):
-        tau_axes.text(0.5, 0.5, f"{first['algorithm']} mixes ops with softmax(alpha): no Gumbel temperature",
+        tau_axes.text(0.5, 0.5, f"{first['search']['algorithm']} mixes ops with softmax(alpha): no Gumbel temperature",
                       ha="center", va="center", transform=tau_axes.transAxes)
         tau_axes.set_yticks([])
     else:
@@ -283,7 +272,7 @@ def _plot_entropies(axes, summaries: Sequence[dict]) -> None:
 
 
 def default_plot_path(summary_path: Path, seed: int) -> Path:
-    return summary_path.parent / f"seed-{seed}-trajectory.png"
+    return RunFiles.of_seed(summary_path.parent, seed).trajectory
 
 
 def run(argv: Sequence[str] | None = None) -> list[Path]:
@@ -317,7 +306,7 @@ def run(argv: Sequence[str] | None = None) -> list[Path]:
         path, summary = summaries[0]
         out = args.plot or default_plot_path(path, summary["seed"])
     else:
-        out = args.plot or summaries[0][0].parent / "seeds-trajectory.png"
+        out = args.plot or RunFiles.seeds_trajectory(summaries[0][0].parent)
     plot = plot_trajectory([summary for _, summary in summaries], out)
     print(f"trajectory plot: {plot}")
     return [plot]

@@ -8,7 +8,6 @@ unfinished setting from its checkpoint and skips finished ones.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -16,19 +15,29 @@ from typing import Sequence
 import torch
 
 from ..config_utils import load_config
+from ..config_utils.defaults import NB201_TRAINING_CONFIG
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
-from ..errors import DataError
-from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
+from ..errors import CheckpointError, DataError
+from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import distributed_job, per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
-from ..spaces.nas201 import TinyNetwork, enumerate_archs, parse_arch
+from ..spaces.nas201 import DEFAULT_CELLS, DEFAULT_CHANNELS, NUM_NODES, TinyNetwork, enumerate_archs, parse_arch
 from ..utils.flops import count_flops_m, count_params_mb
 from ..train.loop import Trainer, TrainSettings, training_module
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
 from ..runtime.device import cpu_reason
-from ..runtime.epochs import RunFiles, steps_per_epoch
+from ..runtime.epochs import steps_per_epoch
+from ..runtime.run_record import RunFiles, development_build_checkpoint, new_record, read_record, write_record
+
+DRIVER = "scripts-search/NAS-Bench-201/train-a-net.sh"
+SEEDS = (777, 888, 999)  # NAS-Bench-201 trained every arch with these three seeds
+
+
+def driver_command(arch: str) -> str:
+    """The bash command that trains `arch` the NAS-Bench-201 way (C and N of the benchmark's networks)."""
+    return f"bash {DRIVER} '{arch}' {DEFAULT_CHANNELS} {DEFAULT_CELLS}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,13 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--arch", default=None, help="arch string or known name (e.g. resnet)")
     add("--mode", default=None, help="original tool's form: specific-<arch string or name>")
     add("--save_dir", default="output/NAS-BENCH-201-4", help="folder of the result files and checkpoints")
-    add("--max_node", type=positive_int, default=4, help="nodes of the NAS-Bench-201 cell")
-    add("--channel", type=positive_int, default=16, help="channels of the first stage")
-    add("--num_cells", type=positive_int, default=5, help="cells per stage")
+    add("--max_node", type=positive_int, default=NUM_NODES, help="nodes of the NAS-Bench-201 cell")
+    add("--channel", type=positive_int, default=DEFAULT_CHANNELS, help="channels of the first stage")
+    add("--num_cells", type=positive_int, default=DEFAULT_CELLS, help="cells per stage")
     add("--datasets", nargs="+", default=list(NB201_SETTINGS), help=f"subset of {' '.join(NB201_SETTINGS)}")
     add("--xpaths", nargs="+", default=None, help="one data folder per dataset (default: from $TORCH_HOME)")
-    add("--seeds", nargs="+", type=int, default=[777, 888, 999], help="one training run per seed")
-    add("--config_path", default="configs/nas-benchmark/hyper-opts/200E.config", help="optimisation config")
+    add("--seeds", nargs="+", type=int, default=list(SEEDS), help="one training run per seed")
+    add("--config_path", default=NB201_TRAINING_CONFIG, help="optimisation config")
     add("--split_dir", default=None, help="folder of split files replacing the shipped ones (same file names)")
     add("--use_less", type=int, default=0, help="accepted for compatibility; ignored")
     add("--splits", nargs="+", type=int, default=None, help="accepted for compatibility; ignored")
@@ -85,10 +94,11 @@ def _split_file(args: argparse.Namespace, setting: str) -> Path | None:
     return Path(args.split_dir) / SPLIT_FILES[name]
 
 
-def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str, logger: RunLogger, device,
+def train_setting(args, arch, seed: int, setting: str, data_path, files: RunFiles, logger: RunLogger, device,
                   rank: int = 0, world_size: int = 1) -> dict:
-    """Train `arch` with `seed` on one setting (resuming its checkpoint) as process `rank` of `world_size`;
-    returns that setting's result."""
+    """Train `arch` with `seed` on one setting (resuming its checkpoint in `files`) as process `rank` of
+    `world_size`; returns that setting's result."""
+    _refuse_development_layout(files)
     config = load_config(args.config_path, overrides={k: getattr(args, k) for k in ("epochs", "batch_size")
                                                         if getattr(args, k) is not None})
     seed_everything(seed)
@@ -102,7 +112,6 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
     model = to_channels_last(model.to(device), channels_last)
     optimizer = build_optimizer(config, model.parameters())
     schedule = schedule_from_config(optimizer, config)
-    files = RunFiles(Path(args.save_dir), f"{run_name}-{setting}")
     settings = TrainSettings(total_epochs=schedule.total_epochs, limit_batches=args.limit_batches,
                              progress=not args.quiet, amp=check_amp(args.amp, device), channels_last=channels_last,
                              print_freq=args.print_freq)
@@ -122,10 +131,20 @@ def train_setting(args, arch, seed: int, setting: str, data_path, run_name: str,
         "params": params,
         "flops": flops,
         "epochs": history,
+        "best": trainer.best,
+        "total_epochs": settings.total_epochs,
         "train_seconds": sum(h["train_seconds"] for h in history),
         "finished": len(history) >= settings.total_epochs,
         "config": config.to_dict(),
     }
+
+
+def _refuse_development_layout(files: RunFiles) -> None:
+    """A checkpoint where a development build put it is not resumed: one line says how to resume it."""
+    old = development_build_checkpoint(files)
+    if old.is_file() and not files.last.exists():
+        raise CheckpointError(f"{old} was written by a development build of xautodl, before the one run layout; "
+                              f"move it to {files.last} to resume it, or remove it to train this setting afresh")
 
 
 def run(argv: Sequence[str] | None = None) -> dict:
@@ -140,7 +159,7 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
     data_paths = _data_paths(args)
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
-    logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", quiet=args.quiet,
+    logger = RunLogger(save_dir, log_name=RunFiles.of_arch(save_dir, index).log.name, quiet=args.quiet,
                        enabled=is_main)
     session_started = time.time()
     benchmark = _open_benchmark(args, logger) if is_main else None
@@ -150,40 +169,44 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
         logger.log(cpu_reason(device))
     results = {}
     for seed in args.seeds:
-        run_name = f"arch-{index:05d}-seed-{seed}"
-        result_path = save_dir / f"{run_name}.json"
-        result = _load_result(result_path) or {"arch": str(arch), "index": index, "channel": args.channel,
-                                               "num_cells": args.num_cells, "seed": seed, "datasets": {}}
+        result_path = RunFiles.of_arch(save_dir, index, seed).result
+        outcomes = read_record(result_path, "train-a-net")["train_a_net"]["datasets"] if result_path.exists() else {}
         for setting in args.datasets:
-            if result["datasets"].get(setting, {}).get("finished"):
+            if outcomes.get(setting, {}).get("finished"):
                 logger.log(f"{setting} seed {seed}: already finished in {result_path}, skipped")
                 continue
             started = time.time()
-            outcome = train_setting(args, arch, seed, setting, data_paths[setting], run_name, logger, device,
-                                    rank, world_size)
-            result["datasets"][setting] = outcome
+            outcome = train_setting(args, arch, seed, setting, data_paths[setting],
+                                    RunFiles.of_arch(save_dir, index, seed, setting), logger, device, rank, world_size)
+            outcomes[setting] = outcome
+            record = arch_record(args, arch, index, seed, outcomes)
             if is_main:
-                atomic_write_json(result_path, result)
+                write_record(result_path, record)
             _report(logger, setting, seed, outcome, benchmark, arch, time.time() - started)
-        results[seed] = result
+        results[seed] = arch_record(args, arch, index, seed, outcomes)
     for seed, result in results.items():
-        bests = [f"{setting} {_best(outcome)}" for setting, outcome in result["datasets"].items()
+        bests = [f"{setting} {_best(outcome)}" for setting, outcome in result["train_a_net"]["datasets"].items()
                  if setting in args.datasets]
         logger.log(f"seed {seed}: {'; '.join(bests)}")
-    result_files = ", ".join(str(save_dir / f"arch-{index:05d}-seed-{seed}.json") for seed in results)
+    result_files = ", ".join(str(RunFiles.of_arch(save_dir, index, seed).result) for seed in results)
     logger.log(f"total time {time.time() - session_started:.1f}s this session | results {result_files} | "
-               f"checkpoints {save_dir / 'checkpoint'} | log {logger.log_path}")
+               f"checkpoints {RunFiles.checkpoint_folder(save_dir)} | log {logger.log_path}")
     logger.close()
     return results
 
 
-def _load_result(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"result file {path} is corrupt ({error}); move it away to retrain from the checkpoints") from None
+def arch_record(args: argparse.Namespace, arch, index: int, seed: int, outcomes: dict[str, dict]) -> dict:
+    """The run record of `arch` trained with `seed`: one entry per setting in its section, the sums over the
+    settings (epochs, training seconds) in the shared keys."""
+    section = {"arch": str(arch), "index": index, "channel": args.channel, "num_cells": args.num_cells,
+               "datasets": outcomes}
+    run = {"arch": str(arch), "index": index, "seed": seed, "C": args.channel, "N": args.num_cells}
+    return new_record("train-a-net", run=run, seed=seed,
+                      finished=all(outcome["finished"] for outcome in outcomes.values()),
+                      epochs_done=sum(len(outcome["epochs"]) for outcome in outcomes.values()),
+                      total_epochs=sum(outcome["total_epochs"] for outcome in outcomes.values()),
+                      seconds=sum(outcome["train_seconds"] for outcome in outcomes.values()),
+                      args=to_plain(vars(args)), section=section)
 
 
 def _open_benchmark(args, logger):

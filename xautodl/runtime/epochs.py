@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
@@ -25,52 +24,9 @@ from .checkpoint import save_checkpoint
 from .logger import RunLogger
 from .preemption import EpochProgress, Preemption
 from .resume_policy import ResumePolicy, run_settings, where_a_rerun_resumes
+from .run_record import RunFiles
 from .runlock import lock_run, release_run_lock
 from .seeding import capture_rng_state
-
-CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The one run-directory layout: `<run_dir>/<stem>-log.txt`, `<stem>-summary.json`,
-    `<run_dir>/checkpoint/<stem>-basic.pth` (last complete epoch), `<stem>-best.pth` and, while a preempted epoch
-    waits to be finished, `<stem>-mid-epoch.pth`, and the TensorBoard events in `<run_dir>/tensorboard/<stem>/`."""
-
-    run_dir: Path
-    stem: str  # "seed-5" for a search or basic-main run; train-a-net: "arch-00042-seed-777-cifar10"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / CHECKPOINT_FOLDER
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoint_dir / f"{self.stem}-basic.pth"
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoint_dir / f"{self.stem}-best.pth"
-
-    @property
-    def mid_epoch(self) -> Path:
-        """The state of an epoch stopped by a signal after one of its steps (removed once that epoch is done)."""
-        return self.checkpoint_dir / f"{self.stem}-mid-epoch.pth"
-
-    @property
-    def log(self) -> Path:
-        return self.run_dir / f"{self.stem}-log.txt"
-
-    @property
-    def summary(self) -> Path:
-        return self.run_dir / f"{self.stem}-summary.json"
-
-    @property
-    def tensorboard(self) -> Path:
-        """The run's TensorBoard event folder (one per run, so `tensorboard --logdir <run_dir>/tensorboard` shows
-        each seed or setting as its own run)."""
-        return self.run_dir / "tensorboard" / self.stem
-
 
 
 def steps_per_epoch(loader: Any, limit_batches: int = 0) -> int:

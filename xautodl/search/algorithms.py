@@ -183,37 +183,32 @@ class DartsV2(SearchAlgorithm):
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """One row of the algorithm registry: everything the rest of the code asks about an algorithm.
+    """One row of the algorithm registry: an algorithm's behaviour, everything the rest of the code asks about it.
 
-    `default_configs` maps a space name to the optimisation config the original tool used there,
-    `default_supernet` is its NASNet supernet config (what `--search_space_name darts` alone selects); `anneals_tau`
-    says whether the Gumbel temperature means anything (GDAS) and is therefore scheduled, logged and plotted;
-    `compiles` whether `--compile` applies (a GDAS forward changes its sub-graph every step, so it runs eagerly).
+    `make_mixer(tau, seed)` builds the supernet's edge mixer; `tau_schedule` is the Gumbel temperature of the first
+    and of the last epoch, annealed linearly in between (the flags' defaults), or None when the algorithm mixes with
+    softmax and has no temperature to schedule, log or plot; `compiles` says whether `--compile` applies (a GDAS
+    forward changes its sub-graph every step, so it runs eagerly); `unsupported_precisions` maps an `--amp` value
+    the algorithm refuses to the reason. Which config files a search uses lives with the configs
+    (`xautodl.config_utils.defaults`).
     """
 
     name: str
     step: type[SearchAlgorithm]
-    make_mixer: Callable[[float, int], Mixer]
-    default_configs: Mapping[str, str]
-    default_supernet: str
-    anneals_tau: bool
+    make_mixer: Callable[[float | None, int], Mixer]
+    tau_schedule: tuple[float, float] | None
     compiles: bool
+    unsupported_precisions: Mapping[str, str]
 
 
-_NB201_CONFIGS = "configs/nas-benchmark/algos"
 REGISTRY: dict[str, AlgorithmSpec] = {spec.name: spec for spec in (
-    AlgorithmSpec("GDAS", GDAS, lambda tau, seed: GumbelHardMixer(tau=tau, seed=seed),
-                  {"nas-bench-201": f"{_NB201_CONFIGS}/GDAS.config",
-                   "nasnet": "configs/search-opts/GDAS-NASNet-CIFAR.config"},
-                  "configs/search-archs/GDAS-NASNet-CIFAR.config", anneals_tau=True, compiles=False),
-    AlgorithmSpec("DARTS-V1", DartsV1, lambda tau, seed: SoftmaxMixer(),
-                  {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
-                   "nasnet": "configs/search-opts/DARTS-NASNet-CIFAR.config"},
-                  "configs/search-archs/DARTS-NASNet-CIFAR.config", anneals_tau=False, compiles=True),
-    AlgorithmSpec("DARTS-V2", DartsV2, lambda tau, seed: SoftmaxMixer(),
-                  {"nas-bench-201": f"{_NB201_CONFIGS}/DARTS.config",
-                   "nasnet": "configs/search-opts/DARTS-NASNet-CIFAR.config"},
-                  "configs/search-archs/DARTS-NASNet-CIFAR.config", anneals_tau=False, compiles=True),
+    AlgorithmSpec("GDAS", GDAS, lambda tau, seed: GumbelHardMixer(tau=tau, seed=seed), tau_schedule=(10.0, 0.1),
+                  compiles=False, unsupported_precisions={}),
+    AlgorithmSpec("DARTS-V1", DartsV1, lambda tau, seed: SoftmaxMixer(), tau_schedule=None, compiles=True,
+                  unsupported_precisions={}),
+    AlgorithmSpec("DARTS-V2", DartsV2, lambda tau, seed: SoftmaxMixer(), tau_schedule=None, compiles=True,
+                  unsupported_precisions={"fp16": "DARTS-V2's finite-difference Hessian-vector product is too coarse "
+                                                  "in fp16; use --amp bf16 or --amp off"}),
 )}
 ALGORITHMS = tuple(REGISTRY)
 
@@ -225,18 +220,18 @@ def get_algorithm(name: str) -> AlgorithmSpec:
     return REGISTRY[name]
 
 
-def build_mixer(name: str, tau: float = 10.0, seed: int = 0) -> Mixer:
-    """The edge mixer the supernet needs for algorithm `name` (GDAS: hard Gumbel sampling, DARTS: softmax)."""
+def build_mixer(name: str, tau: float | None, seed: int = 0) -> Mixer:
+    """The edge mixer the supernet needs for algorithm `name` (GDAS: hard Gumbel sampling at temperature `tau`,
+    DARTS: softmax, which takes no temperature: `tau` None)."""
     return get_algorithm(name).make_mixer(tau, seed)
 
 
 def build_algorithm(name: str, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
-                    a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
-                    forward_model: Callable | None = None) -> SearchAlgorithm:
-    """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`."""
+                    a_optimizer: torch.optim.Optimizer, **options: object) -> SearchAlgorithm:
+    """The algorithm called `name` (GDAS, DARTS-V1 or DARTS-V2) over `model`; `options` (`grad_clip`, `amp`,
+    `forward_model`) go to its step class, which holds their defaults. A precision the algorithm does not support
+    stops here with its reason."""
     spec = get_algorithm(name)
-    if name == "DARTS-V2" and amp == "fp16":
-        raise ConfigError("DARTS-V2's finite-difference Hessian-vector product is too coarse in fp16; "
-                          "use --amp bf16 or --amp off")
-    return spec.step(model, criterion, w_optimizer, a_optimizer, grad_clip=grad_clip, amp=amp,
-                     forward_model=forward_model)
+    if options.get("amp") in spec.unsupported_precisions:
+        raise ConfigError(spec.unsupported_precisions[options["amp"]])
+    return spec.step(model, criterion, w_optimizer, a_optimizer, **options)

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-import torch
 from torch import nn
 
 from ..errors import TrainingError
 from ..optim.schedules import CosineWithWarmup
-from ..runtime import RunLogger, atomic_write_json
+from ..runtime import RunLogger
 from ..runtime.distributed import broadcast_buffers, checksums_per_rank, world_info
-from ..runtime.epochs import EpochLoop, EpochOptions, RunFiles
+from ..runtime.epochs import EpochLoop, EpochOptions
+from ..runtime.run_record import RunFiles, new_record, write_record
 from ..runtime.precision import to_channels_last
 from .algorithms import SearchAlgorithm
 
@@ -52,7 +52,7 @@ class SearchRun:
 
     @property
     def files(self) -> RunFiles:
-        return RunFiles(self.run_dir, f"seed-{self.seed}")
+        return RunFiles.of_seed(self.run_dir, self.seed)
 
     def identity(self) -> dict:
         """The settings a checkpoint must share to be resumed by this run."""
@@ -110,7 +110,7 @@ class SearchLoop(EpochLoop):
         return {"epoch": epoch, "valid_acc": entry["valid_acc"], "genotype": entry["genotype"]}
 
     def on_saved(self, epoch: int) -> None:
-        atomic_write_json(self.run.files.summary, self.summary())
+        write_record(self.run.files.summary, self.summary())
 
     # ------------------------------------------------------------------------------------------------ loop
     def run_epoch(self, epoch: int) -> dict:
@@ -170,7 +170,7 @@ class SearchLoop(EpochLoop):
         if self.is_main:
             # Also after a resume that found nothing left to do: a crash after the last checkpoint but before
             # its summary must not leave the summary one epoch short.
-            atomic_write_json(self.run.files.summary, summary)
+            write_record(self.run.files.summary, summary)
         return summary
 
     def _check_ranks_in_sync(self) -> None:
@@ -184,24 +184,22 @@ class SearchLoop(EpochLoop):
             raise TrainingError(f"the {world_size} processes ended with different weights (checksums {values})")
 
     def summary(self) -> dict:
-        final = self.history[-1]["genotype"] if self.history else str(self.model.genotype())
-        return {
+        """The run record of the search so far (`xautodl.runtime.run_record`; the search section holds the final
+        genotype and the op order of every alphas row in the history)."""
+        final = self.model.genotype() if not self.history else None
+        section = {
             "space": self.run.space,
             "algorithm": self.run.algorithm,
             "supernet": self.run.supernet,
             "dataset": self.run.dataset,
-            "seed": self.run.seed,
-            "epochs_done": len(self.history),
-            "total_epochs": self.total_epochs,
-            "final_genotype": final,
-            "final_genotype_dict": self.history[-1]["genotype_dict"] if self.history else self.model.genotype().to_dict(),
-            "op_names": list(self.model.op_names),  # the order of every alphas row in the history
-            "best": self.best,
-            "search_seconds": sum(h["seconds"] for h in self.history),
-            "history": self.history,
-            "args": self.run.args,
-            "versions": {"torch": torch.__version__, "xautodl": _version()},
+            "final_genotype": self.history[-1]["genotype"] if self.history else str(final),
+            "final_genotype_dict": self.history[-1]["genotype_dict"] if self.history else final.to_dict(),
+            "op_names": list(self.model.op_names),
         }
+        return new_record("search", run=self.run.identity(), seed=self.run.seed,
+                          finished=len(self.history) >= self.total_epochs, epochs_done=len(self.history),
+                          total_epochs=self.total_epochs, seconds=sum(h["seconds"] for h in self.history),
+                          args=self.run.args, section=section, history=self.history, best=self.best)
 
 
 def entropy(probs: Iterable[float]) -> float:
@@ -231,8 +229,3 @@ def _format_benchmark(result: dict) -> str:
         parts.append(f"{dataset} test {accs.get('test', float('nan')):.2f}%")
     return ", ".join(parts) if parts else str(result)
 
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

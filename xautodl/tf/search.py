@@ -120,7 +120,7 @@ class GumbelNoise:
     """The GDAS mixer's state: the temperature and a seeded generator of Gumbel noise (two draws per iteration,
     one per step, as the PyTorch supernet samples once per forward)."""
 
-    def __init__(self, tau: float = 10.0, seed: int = 0) -> None:
+    def __init__(self, tau: float, seed: int) -> None:
         self.tau, self.seed = float(tau), int(seed)
         self.generator = tf.random.Generator.from_seed(self.seed)
 

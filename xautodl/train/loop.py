@@ -18,8 +18,9 @@ from ..optim.meters import DeviceMeter
 from ..optim.schedules import CosineWithWarmup
 from ..runtime import RunLogger
 from ..runtime.distributed import broadcast_buffers
-from ..runtime.epochs import EpochLoop, EpochOptions, RunFiles
+from ..runtime.epochs import EpochLoop, EpochOptions
 from ..runtime.preemption import EpochProgress
+from ..runtime.run_record import RunFiles
 from ..runtime.precision import autocast, grad_scaler, to_channels_last
 
 
@@ -28,12 +29,12 @@ class TrainSettings:
     """How to train: epochs (warmup included), regularisers and limits."""
 
     total_epochs: int
+    print_freq: int  # steps between plain log lines when no progress bar shows (0: none); the commands' --print_freq
     aux_weight: float = 0.0
     drop_path_prob: float = 0.0
     grad_clip: float = 0.0
     limit_batches: int = 0
     progress: bool = True
-    print_freq: int = 100
     amp: str = "off"
     channels_last: bool = False
 
