@@ -57,7 +57,7 @@ def test_the_auxiliary_head_weighs_into_the_training_loss_and_never_into_evaluat
     """loss = CE(logits) + aux_weight * CE(aux_logits) in training; evaluation sees the main logits only. At LR 0
     the network stays as built, so the epoch's means are computable here."""
     model, train, test = TinyNet(aux=True), batches(3), batches(2, seed=2)
-    settings = TrainSettings(total_epochs=1, aux_weight=0.4, progress=False)
+    settings = TrainSettings(total_epochs=1, print_freq=0, aux_weight=0.4, progress=False)
     (entry,) = trainer(tmp_path, model, settings, train, {"test": test}, lr=0.0).fit()
 
     criterion = nn.CrossEntropyLoss()
@@ -68,7 +68,7 @@ def test_the_auxiliary_head_weighs_into_the_training_loss_and_never_into_evaluat
     assert entry["train_loss"] == pytest.approx(float(torch.stack(expected).mean()), rel=1e-6)
     assert entry["test_loss"] == pytest.approx(float(torch.stack(expected_test).mean()), rel=1e-6)
 
-    without = trainer(tmp_path / "no-aux", TinyNet(aux=True), TrainSettings(total_epochs=1, progress=False), train,
+    without = trainer(tmp_path / "no-aux", TinyNet(aux=True), TrainSettings(total_epochs=1, print_freq=0, progress=False), train,
                       {}, lr=0.0)
     logits, aux_logits = model.train()(train[0][0])
     loss, main = without._loss((logits, aux_logits), train[0][1])
@@ -78,7 +78,7 @@ def test_the_auxiliary_head_weighs_into_the_training_loss_and_never_into_evaluat
 def test_drop_path_grows_linearly_from_zero_over_the_epochs(tmp_path):
     """Epoch e trains with drop_path_prob * e / epochs (the original's schedule): 0 in the first epoch."""
     model = TinyNet()
-    settings = TrainSettings(total_epochs=4, drop_path_prob=0.2, progress=False)
+    settings = TrainSettings(total_epochs=4, print_freq=0, drop_path_prob=0.2, progress=False)
     trainer(tmp_path, model, settings, batches(2), {"test": batches(1)}).fit()
     assert model.seen_drop_path == pytest.approx([0.0] * 2 + [0.05] * 2 + [0.1] * 2 + [0.15] * 2)
 
@@ -94,7 +94,7 @@ def test_gradients_are_clipped_to_the_norm_given_before_each_step(tmp_path, grad
 
     handle = register_optimizer_step_pre_hook(record_norm)
     try:
-        settings = TrainSettings(total_epochs=1, grad_clip=grad_clip, progress=False)
+        settings = TrainSettings(total_epochs=1, print_freq=0, grad_clip=grad_clip, progress=False)
         trainer(tmp_path, model, settings, batches(3, scale=100.0), {}).fit()
     finally:
         handle.remove()
@@ -108,7 +108,7 @@ def test_gradients_are_clipped_to_the_norm_given_before_each_step(tmp_path, grad
 
 def test_evaluation_reports_loss_top1_top5_and_count_over_the_limited_batches(tmp_path):
     model = TinyNet()
-    loop = trainer(tmp_path, model, TrainSettings(total_epochs=1, limit_batches=2, progress=False), batches(2), {})
+    loop = trainer(tmp_path, model, TrainSettings(total_epochs=1, print_freq=0, limit_batches=2, progress=False), batches(2), {})
     loader = batches(5, seed=3)
     result = loop.evaluate("valid", loader)
 
@@ -128,7 +128,7 @@ def test_evaluation_reports_loss_top1_top5_and_count_over_the_limited_batches(tm
 def test_the_best_checkpoint_holds_the_epoch_with_the_best_accuracy_on_best_on(tmp_path):
     """`best_on` names the loader whose top-1 accuracy chooses the best epoch (the first of equals); its
     checkpoint is written beside the last one, unless keep_best is off; without loaders there is no best."""
-    settings = TrainSettings(total_epochs=4, progress=False)
+    settings = TrainSettings(total_epochs=4, print_freq=0, progress=False)
     loaders = {"valid": batches(2, seed=4), "test": batches(2, seed=5)}
     history = trainer(tmp_path / "run", TinyNet(), settings, batches(3), loaders, lr=0.5, best_on="valid").fit()
     valid = [entry["valid_acc"] for entry in history]
