@@ -18,7 +18,7 @@ import torch
 from ..config_utils import load_config
 from ..datasets import NB201_SETTINGS, SPLIT_FILES, get_nb201_loaders
 from ..errors import DataError
-from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything
+from ..runtime import RunLogger, atomic_write_json, main_guard, select_device, seed_everything, to_plain
 from ..runtime.distributed import distributed_job, per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
@@ -29,6 +29,7 @@ from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
 from ..runtime.device import cpu_reason
 from ..runtime.epochs import RunFiles, move_old_checkpoint, steps_per_epoch
+from ..runtime.wandb_log import wandb_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +143,7 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
     logger = RunLogger(save_dir, log_name=f"arch-{index:05d}-log.txt", quiet=args.quiet,
-                       enabled=is_main)
+                       enabled=is_main, wandb=wandb_options(args, dict(to_plain(vars(args)), arch=str(arch))))
     session_started = time.time()
     benchmark = _open_benchmark(args, logger) if is_main else None
     logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "

@@ -167,6 +167,8 @@ class EpochLoop:
                  allow_new_settings: bool = False) -> None:
         self.last_path, self.best_path = files.last, files.best if keep_best else None
         self.mid_epoch_path = files.mid_epoch
+        self.event_folder = files.tensorboard  # the logger's run: its TensorBoard folder and wandb run
+        self.wandb_run_id: str | None = None  # kept in the checkpoints, so that a resumed run continues its wandb run
         self.total_epochs, self.logger, self.identity = total_epochs, logger, dict(identity)
         self.is_main, self.limit_batches, self.progress, self.print_freq = is_main, limit_batches, progress, print_freq
         self.history: list[dict] = []
@@ -240,6 +242,7 @@ class EpochLoop:
             "history": self.history,
             "best": self.best,
             "settings": self.run_settings(),
+            **({"wandb_run_id": self.wandb_run_id} if self.wandb_run_id else {}),
             **self.extra_state(),
         }
 
@@ -288,6 +291,7 @@ class EpochLoop:
             elif state.get(key):
                 obj.load_state_dict(state[key])
         self.history, self.best = list(state["history"]), dict(state["best"])
+        self.wandb_run_id = state["wandb_run_id"] if isinstance(state.get("wandb_run_id"), str) else None
         self.start_epoch = done
         if mid is None:
             restore_rng_state(state["rng"])
@@ -566,6 +570,7 @@ class EpochLoop:
 
     def _fit(self) -> list[dict]:
         self.resume()
+        self.wandb_run_id = self.logger.begin_run(self.wandb_run_id, run=self.event_folder)
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
             self.check_finite(metrics, epoch)
@@ -585,6 +590,7 @@ class EpochLoop:
                 if is_best and self.best_path is not None:
                     save_checkpoint(self.best_path, state)
                 save_checkpoint(self.last_path, state)
+                self.logger.checkpointed(epoch, run=self.event_folder)
                 self._remove_mid_epoch()
                 self.on_saved(epoch)
             if epoch + 1 < self.total_epochs:
