@@ -26,10 +26,15 @@ from xautodl.runtime.wandb_log import INSTALL_HINT, WandbOptions  # noqa: E402
 from xautodl.search.loop import SearchLoop  # noqa: E402
 
 TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
-        "--device", "cpu", "--quiet", "--no_benchmark", "--rand_seed", "5"]
+        "--device", "cpu", "--quiet", "--rand_seed", "5"]
 EPOCHS = 3
 _BLOCK = 32 * 1024  # the log's block size; a record never starts in a block's last 6 bytes
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def fake_benchmark(arch: str) -> dict:
+    """A NATS-Bench look-up result (`query().to_dict()`) whose test accuracy depends on the arch."""
+    return {"arch": arch, "accuracy": {"cifar10": {"train": 99.5, "test": 90.25 + arch.count("nor_conv")}}}
 
 
 def wandb_records(path: Path) -> list:
@@ -108,15 +113,17 @@ def offline(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resumed_search(offline, tmp_path_factory):
-    """A 3-epoch GDAS search with --wandb killed after logging epoch 2 but before checkpointing it, then re-run:
+    """A 3-epoch GDAS search (its genotypes looked up in a fake benchmark) with --wandb killed after logging epoch 2 but before checkpointing it, then re-run:
     (run folder, summary, the wandb dir)."""
     run_dir = tmp_path_factory.mktemp("search") / "run"
     argv = [*TINY, "--epochs", str(EPOCHS), "--save_dir", str(run_dir), "--wandb", "--wandb_project", "tests"]
     with pytest.MonkeyPatch.context() as patch:
-        crash_at_epoch(patch, SearchLoop, "on_epoch_end", epoch=1)  # after `record`, before the checkpoint
-        with pytest.raises(KeyboardInterrupt):
-            cli.run("GDAS", argv)
-    summary = cli.run("GDAS", argv)
+        patch.setattr(cli, "benchmark_lookup", lambda args, space, logger: fake_benchmark)
+        with pytest.MonkeyPatch.context() as crash:
+            crash_at_epoch(crash, SearchLoop, "on_epoch_end", epoch=1)  # after `record`, before the checkpoint
+            with pytest.raises(KeyboardInterrupt):
+                cli.run("GDAS", argv)
+        summary = cli.run("GDAS", argv)
     return run_dir, summary, offline
 
 
@@ -129,6 +136,7 @@ def test_search_logs_the_tensorboard_scalars_to_wandb(resumed_search):
         assert row["search/valid_acc"] == pytest.approx(entry["valid_acc"])
         assert row["search/lr"] == pytest.approx(entry["lr"]) and row["search/tau"] == pytest.approx(entry["tau"])
         assert "search/mean_alpha_entropy" in row
+        assert row["benchmark/cifar10/test"] == entry["benchmark"]["accuracy"]["cifar10"]["test"]
         for edge, probs in entry["alphas"].items():
             assert [row[f"alpha/{edge}/{op}"] for op in summary["op_names"]] == pytest.approx(probs)
 
@@ -201,7 +209,7 @@ def test_wandb_flag_without_the_package_says_how_to_install_it(tmp_path, monkeyp
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
     with pytest.raises(XAutoDLError, match=r"pip install 'xautodl\[wandb\]'") as raised:
-        cli.run("GDAS", [*TINY, "--epochs", "1", "--save_dir", str(tmp_path / "run"), "--wandb"])
+        cli.run("GDAS", [*TINY, "--epochs", "1", "--save_dir", str(tmp_path / "run"), "--wandb", "--no_benchmark"])
     assert str(raised.value) == INSTALL_HINT
 
 
@@ -210,7 +218,7 @@ def test_only_rank_zero_logs_to_wandb_under_torchrun(tmp_path):
     run_dir, wandb_dir = tmp_path / "run", tmp_path / "wandb-dir"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "exps" / "NAS-Bench-201-algos" / "GDAS.py"), *TINY, "--epochs", "2",
-               "--save_dir", str(run_dir), "--wandb"]
+               "--save_dir", str(run_dir), "--wandb", "--no_benchmark"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), WANDB_MODE="offline", WANDB_SILENT="true",
                WANDB_DIR=str(wandb_dir))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
