@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from xautodl.runtime import RunLogger, load_checkpoint  # noqa: E402
 from xautodl.runtime.wandb_log import INSTALL_HINT, WandbOptions  # noqa: E402
 from xautodl.search.loop import SearchLoop  # noqa: E402
 
-TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
-        "--device", "cpu", "--quiet", "--rand_seed", "5"]
+TINY_RUN = ["--dataset", "digits", "--batch_size", "16", "--limit_batches", "2", "--device", "cpu", "--quiet",
+            "--rand_seed", "5"]
+TINY = [*TINY_RUN, "--channel", "4", "--num_cells", "1"]  # a NAS-Bench-201 supernet
 EPOCHS = 3
 _BLOCK = 32 * 1024  # the log's block size; a record never starts in a block's last 6 bytes
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
@@ -63,7 +65,10 @@ def wandb_records(path: Path) -> list:
 
 
 def sessions(wandb_dir: Path) -> list[Path]:
-    """The offline session folders under a wandb dir, oldest first."""
+    """The offline session folders under a wandb dir, oldest first, complete: a finished run's records reach its
+    file from wandb's service process a moment later; shutting the service down waits for them (a process's exit
+    does the same)."""
+    wandb.teardown()
     return sorted((wandb_dir / "wandb").glob("offline-run-*"))
 
 
@@ -225,3 +230,21 @@ def test_only_rank_zero_logs_to_wandb_under_torchrun(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (session,) = sessions(wandb_dir)
     assert [row["_step"] for row in epoch_points(history_rows(session))] == [0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("dot") is None, reason="the graphviz 'dot' program is not installed")
+def test_a_nasnet_search_logs_its_final_cell_drawings(offline, tmp_path):
+    supernet = tmp_path / "GDAS-tiny.config"
+    supernet.write_text(json.dumps({
+        "super_type": ["str", "nasnet-super"], "name": ["str", "GDAS"], "C": ["int", "4"], "N": ["int", "1"],
+        "steps": ["int", "4"], "multiplier": ["int", "4"], "stem_multiplier": ["int", "3"]}))
+    wandb_dir = tmp_path / "wandb-dir"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_DIR", str(wandb_dir))
+        cli.run("GDAS", [*TINY_RUN, "--model_config", str(supernet), "--epochs", "1", "--save_dir", str(tmp_path / "run"),
+                         "--wandb"])
+    (session,) = sessions(wandb_dir)
+    drawings = [row for row in history_rows(session) if "cells/normal" in row or "cells/reduction" in row]
+    assert {key for row in drawings for key in row if key.startswith("cells/")} == {"cells/normal", "cells/reduction"}
+    assert all(row[key]["_type"] == "image-file" for row in drawings for key in row if key.startswith("cells/"))
