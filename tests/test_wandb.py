@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, crash_at_epoch
+from test_nb201_train import torch_home, train  # noqa: F401 (torch_home: the tiny CIFAR fixture)
 
 wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402
@@ -248,3 +249,18 @@ def test_a_nasnet_search_logs_its_final_cell_drawings(offline, tmp_path):
     drawings = [row for row in history_rows(session) if "cells/normal" in row or "cells/reduction" in row]
     assert {key for row in drawings for key in row if key.startswith("cells/")} == {"cells/normal", "cells/reduction"}
     assert all(row[key]["_type"] == "image-file" for row in drawings for key in row if key.startswith("cells/"))
+
+
+@pytest.mark.slow
+def test_train_a_net_gives_each_seed_its_own_wandb_run(offline, torch_home, tmp_path):
+    wandb_dir = tmp_path / "wandb-dir"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_DIR", str(wandb_dir))
+        train(tmp_path, "--seeds", "777", "888", "--wandb", datasets=["cifar10"])
+    runs = sessions(wandb_dir)
+    assert len(runs) == 2
+    for session in runs:
+        assert config_of(session)["seeds"] == [777, 888]
+        assert [row["_step"] for row in history_rows(session) if "train/train_loss" in row] == [0]
+    log = next((tmp_path / "out").glob("arch-*-log.txt")).read_text()
+    assert all(f"wandb sync {session}" in log for session in runs)
