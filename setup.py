@@ -33,6 +33,7 @@ setup(
         "graphviz",
     ],
     # tf: the TensorFlow GDAS (exps-tf/GDAS.py, xautodl.tf); 2.21 coexists with torch 2.14 and this tensorboard.
-    extras_require={"test": ["pytest", "pytest-timeout"], "tf": ["tensorflow>=2.16"]},
+    # wandb: --wandb (Weights & Biases beside TensorBoard); the tests run it offline.
+    extras_require={"test": ["pytest", "pytest-timeout", "wandb"], "tf": ["tensorflow>=2.16"], "wandb": ["wandb"]},
     license="MIT",
 )

@@ -33,6 +33,7 @@ from ..runtime.distributed import per_process_batch
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_int
 from ..runtime.resume import seed_to_run
 from ..runtime.seeding import RANDOM_SEED
+from ..runtime.wandb_log import wandb_options
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces.genotypes import PUBLISHED_GENOTYPES, NASNetGenotype, parse_genotype
 from ..spaces.nasnet import FRC_GROUPS, build_inference_net, network_channels
@@ -260,7 +261,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world_size:
     seed = seed_everything(broadcast_object(seed_to_run(args.rand_seed, save_dir).seed))
     files = RunFiles.of_seed(save_dir, seed)
     logger = RunLogger(save_dir, log_name=files.log.name, enabled=is_main, quiet=args.quiet,
-                       tensorboard_dir=files.tensorboard)
+                       tensorboard_dir=files.tensorboard,
+                       wandb=wandb_options(args, dict(to_plain(vars(args)), rand_seed=seed, genotype=choice.name)))
 
     train_loader, test_loader, info = get_train_test_loaders(
         args.dataset, per_process_batch(batch_size, world_size), device, seed, cutout=cutout_length(args),

@@ -26,6 +26,7 @@ from ..runtime.epochs import steps_per_epoch
 from ..runtime.resume import seed_to_run
 from ..runtime.seeding import RANDOM_SEED
 from ..runtime.run_record import RunFiles
+from ..runtime.wandb_log import wandb_options
 from ..runtime.flags import EntryParser, add_common_flags, non_negative_float, positive_float, positive_int
 from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, use_channels_last
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
@@ -189,7 +190,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     run_info = SearchRun(run_dir, seed, space, algorithm, args.dataset, plain_args, supernet=arch_name or "default",
                          settings=settings)
     logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet, enabled=is_main,
-                       tensorboard_dir=run_info.files.tensorboard)
+                       tensorboard_dir=run_info.files.tensorboard,
+                       wandb=wandb_options(args, {**plain_args, **settings, "space": space, "algorithm": algorithm}))
     benchmark = benchmark_lookup(args, space, logger) if is_main else None
     loop = SearchLoop(model, algo, loader, schedule, run_info, logger, schedule.total_epochs, tau_range, mixer=mixer,
                       limit_batches=args.limit_batches, benchmark=benchmark, progress=not args.quiet,
@@ -287,6 +289,8 @@ def _draw_final_cells(model, out_dir: Path, logger: RunLogger) -> None:
         files = draw_genotype(model.genotype(), out_dir, formats=("dot",))
         logger.log(f"cell drawings written as DOT text only: {error}")
     logger.log(f"cell drawings: {', '.join(str(f) for f in files)}")
+    for image in (f for f in files if f.suffix == ".png"):
+        logger.image(f"cells/{image.stem}", image)
 
 
 def main(algorithm: str) -> None:

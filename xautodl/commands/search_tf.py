@@ -21,6 +21,7 @@ from ..runtime.flags import positive_float
 from ..runtime import RunLogger, main_guard, seed_everything, to_plain
 from ..runtime.epochs import steps_per_epoch
 from ..runtime.resume import seed_to_run
+from ..runtime.wandb_log import wandb_options
 from ..optim.schedules import schedule_from_config
 from ..search.loop import SearchLoop, SearchRun
 from ..spaces import canonical_space_name, get_space
@@ -160,7 +161,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: str, config, run_d
     run_info = SearchRun(run_dir, seed, SPACE, algorithm, args.dataset, dict(to_plain(vars(args)), rand_seed=seed),
                          supernet="tensorflow", settings=settings)
     logger = RunLogger(run_dir, log_name=run_info.files.log.name, quiet=args.quiet,
-                       tensorboard_dir=run_info.files.tensorboard)
+                       tensorboard_dir=run_info.files.tensorboard,
+                       wandb=wandb_options(args, {**run_info.args, **settings, "algorithm": algorithm}))
     if seed_note:
         logger.log(seed_note)
     benchmark = search.benchmark_lookup(args, SPACE, logger)

@@ -30,6 +30,7 @@ from ..optim.schedules import schedule_from_config
 from ..runtime.device import cpu_reason
 from ..runtime.epochs import steps_per_epoch
 from ..runtime.run_record import RunFiles, development_build_checkpoint, new_record, read_record, write_record
+from ..runtime.wandb_log import wandb_options
 
 DRIVER = "scripts-search/NAS-Bench-201/train-a-net.sh"
 SEEDS = (777, 888, 999)  # NAS-Bench-201 trained every arch with these three seeds
@@ -160,7 +161,7 @@ def _train_all(args: argparse.Namespace, arch, device: torch.device, rank: int, 
     index = arch_index(arch)
     save_dir = Path(args.save_dir)
     logger = RunLogger(save_dir, log_name=RunFiles.of_arch(save_dir, index).log.name, quiet=args.quiet,
-                       enabled=is_main)
+                       enabled=is_main, wandb=wandb_options(args, dict(to_plain(vars(args)), arch=str(arch))))
     session_started = time.time()
     benchmark = _open_benchmark(args, logger) if is_main else None
     logger.log(f"arch {arch} (index {index}) | C={args.channel} N={args.num_cells} | device {device} | "

@@ -59,6 +59,7 @@ class EpochLoop:
         self.files, self.identity, self.logger, self.options = files, dict(identity), logger, options
         self.train_loader, self.loop_settings = train_loader, dict(loop_settings)  # plain values by name
         self.total_epochs, self.is_main = options.total_epochs, options.is_main
+        self.wandb_run_id: str | None = None  # kept in the checkpoints, so that a resumed run continues its wandb run
         self.history: list[dict] = []
         self.best: dict = {"epoch": -1, self.best_key: -1.0}
         self.start_epoch = 0
@@ -109,6 +110,7 @@ class EpochLoop:
             "history": self.history,
             "best": self.best,
             "settings": run_settings(stateful, self.loop_settings),
+            **({"wandb_run_id": self.wandb_run_id} if self.wandb_run_id else {}),
             **self.extra_state(),
         }
 
@@ -127,6 +129,7 @@ class EpochLoop:
         policy.restore(state, file, start, self.logger)
         self.history, self.best, self.start_epoch = list(state["history"]), dict(state["best"]), start
         self.settings_change = policy.settings_change
+        self.wandb_run_id = state["wandb_run_id"] if isinstance(state.get("wandb_run_id"), str) else None
         return True
 
     # -------------------------------------------------------------------------------------------------- loop
@@ -195,6 +198,7 @@ class EpochLoop:
 
     def _fit(self) -> list[dict]:
         self.resume()
+        self.wandb_run_id = self.logger.begin_run(self.wandb_run_id, run=self.files.tensorboard)
         for epoch in range(self.start_epoch, self.total_epochs):
             metrics = self.run_epoch(epoch)
             self.check_finite(metrics, epoch)
@@ -218,5 +222,6 @@ class EpochLoop:
         if is_best and self.options.keep_best:
             save_checkpoint(self.files.best, state)
         save_checkpoint(self.files.last, state)
+        self.logger.checkpointed(epoch, run=self.files.tensorboard)
         self.preemption.remove_checkpoint()
         self.on_saved(epoch)

@@ -102,3 +102,15 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     add("--resume_with_new_settings", action="store_true",
         help="continue a run whose checkpoint was trained with other optimiser settings (config values, arch LR "
              "and weight decay, tau range), with this command's; the change is recorded in its history")
+    add_wandb_flags(parser)
+
+
+def add_wandb_flags(parser: argparse.ArgumentParser) -> None:
+    """--wandb, --wandb_project, --wandb_entity: log to Weights & Biases beside TensorBoard (`runtime.wandb_log`).
+    wandb's own variables apply too (WANDB_MODE=offline, WANDB_DIR, WANDB_API_KEY, ...)."""
+    add = parser.add_argument
+    add("--wandb", action="store_true",
+        help="also log to Weights & Biases (pip install 'xautodl[wandb]'); offline when no API key is configured "
+             "or WANDB_MODE=offline, and the log's last lines give the `wandb sync` command")
+    add("--wandb_project", default=None, help="wandb project (default: $WANDB_PROJECT, else xautodl)")
+    add("--wandb_entity", default=None, help="wandb entity, a user or team (default: $WANDB_ENTITY, else yours)")

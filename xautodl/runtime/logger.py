@@ -1,4 +1,5 @@
-"""The one run logger: timestamped text lines (stdout and `run_dir/log.txt`) and TensorBoard scalars."""
+"""The one run logger: timestamped text lines (stdout and `run_dir/log.txt`), TensorBoard scalars and, with
+`--wandb`, the same points in Weights & Biases (`runtime.wandb_log`)."""
 from __future__ import annotations
 
 import errno
@@ -13,6 +14,7 @@ from typing import IO, Any, TypeVar
 from tqdm import tqdm
 
 from xautodl.errors import XAutoDLError
+from xautodl.runtime.wandb_log import WandbOptions, WandbRuns
 
 T = TypeVar("T")
 
@@ -29,6 +31,10 @@ class RunLogger:
     A writer is created on a folder's first scalar, with `purge_step` at that scalar's step: points an interrupted
     session logged past its last checkpoint are hidden instead of shown twice when the resumed run logs them again.
     If stdout is closed under the run (`... | head`), the run goes on and keeps writing its log file.
+
+    Weights & Biases (`wandb=WandbOptions`): one wandb run per event folder, which gets the same scalars, plus
+    `table` and `image`. The loop opens it after resuming (`begin_run`, with the id its checkpoint kept) and sends
+    an epoch's points once that epoch is checkpointed (`checkpointed`), so that a resumed epoch is never sent twice.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class RunLogger:
         enabled: bool = True,
         quiet: bool = False,
         tensorboard_dir: str | os.PathLike | None = None,
+        wandb: WandbOptions | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.log_path = self.run_dir / log_name
@@ -50,6 +57,7 @@ class RunLogger:
         self._file: IO[str] | None = None
         if enabled:
             self._file = self._open_log_file()
+        self._wandb = WandbRuns(wandb, self.run_dir, self.log) if enabled and wandb is not None else None
 
     def log(self, message: str) -> None:
         """Print `message` with a timestamp and append it to the log file."""
@@ -67,15 +75,42 @@ class RunLogger:
         self._file.flush()
 
     def scalar(self, tag: str, value: float, step: int, run: str | os.PathLike | None = None) -> None:
-        """Record one TensorBoard scalar point, in the event folder `run` (default: the logger's)."""
-        if not (self.enabled and self._use_tensorboard):
-            return
-        self._tensorboard(run, int(step)).add_scalar(tag, float(value), global_step=int(step))
+        """Record one scalar point, in the event folder `run` (default: the logger's)."""
+        self.scalars({tag: value}, step, run)
 
     def scalars(self, values: Mapping[str, float], step: int, run: str | os.PathLike | None = None) -> None:
-        """Record several scalars (tag -> value) at the same step, in the event folder `run`."""
-        for tag, value in values.items():
-            self.scalar(tag, value, step, run)
+        """Record several scalars (tag -> value) at the same step, in the event folder `run` (and its wandb run)."""
+        if not self.enabled:
+            return
+        if self._use_tensorboard:
+            writer = self._tensorboard(run, int(step))
+            for tag, value in values.items():
+                writer.add_scalar(tag, float(value), global_step=int(step))
+        if self._wandb is not None:
+            self._wandb.stage(self._folder(run), {tag: float(value) for tag, value in values.items()}, int(step))
+
+    def table(self, tag: str, columns: list[str], rows: list[list[Any]], step: int,
+              run: str | os.PathLike | None = None) -> None:
+        """Record a table as of step `step` (wandb only: TensorBoard has no tables)."""
+        if self.enabled and self._wandb is not None:
+            self._wandb.table(self._folder(run), tag, columns, rows, int(step))
+
+    def image(self, tag: str, path: str | os.PathLike, run: str | os.PathLike | None = None) -> None:
+        """Record an image file (wandb only), e.g. a final cell drawing."""
+        if self.enabled and self._wandb is not None:
+            self._wandb.image(self._folder(run), tag, Path(path))
+
+    def begin_run(self, run_id: str | None = None, run: str | os.PathLike | None = None) -> str | None:
+        """Open the wandb run of the event folder `run`, continuing the wandb run `run_id` (kept in the run's
+        checkpoint) when given; returns the id to keep (`run_id` as given when wandb is off)."""
+        if not (self.enabled and self._wandb is not None):
+            return run_id
+        return self._wandb.begin(self._folder(run), run_id)
+
+    def checkpointed(self, step: int, run: str | os.PathLike | None = None) -> None:
+        """Step `step` of the event folder `run` is checkpointed: send its wandb points (and any earlier ones)."""
+        if self.enabled and self._wandb is not None:
+            self._wandb.commit(self._folder(run), int(step))
 
     def progress(self, iterable: Iterable[T], total: int | None = None, desc: str | None = None) -> Iterable[T]:
         """`iterable` wrapped in a tqdm bar (with ETA) on an interactive terminal, otherwise unchanged."""
@@ -89,10 +124,15 @@ class RunLogger:
             writer.flush()
 
     def close(self) -> None:
-        """Flush and close the log file and the TensorBoard writers; later calls are no-ops."""
+        """Flush and close the log file, the TensorBoard writers and the wandb runs (ending the log with the
+        `wandb sync` command of an offline run); later calls are no-ops."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+        if self._wandb is not None:
+            for line in self._wandb.finish():
+                self.log(line)
+            self._wandb = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -120,8 +160,11 @@ class RunLogger:
                 "is writable or choose another output folder (--save_dir)"
             ) from err
 
+    def _folder(self, run: str | os.PathLike | None) -> Path:
+        return self._tensorboard_dir if run is None else Path(run)
+
     def _tensorboard(self, run: str | os.PathLike | None, step: int) -> Any:
-        folder = self._tensorboard_dir if run is None else Path(run)
+        folder = self._folder(run)
         if folder not in self._writers:
             self._writers[folder] = _summary_writer_class()(log_dir=str(folder), purge_step=step)
         return self._writers[folder]

@@ -159,7 +159,13 @@ class SearchLoop(EpochLoop):
             for op, p in zip(self.model.op_names, probs):
                 scalars[f"alpha/{edge}/{op}"] = p
         scalars["search/mean_alpha_entropy"] = mean_entropy(alphas)
-        self.logger.scalars(scalars, epoch)
+        for dataset, accuracies in (entry.get("benchmark") or {}).get("accuracy", {}).items():
+            for split, accuracy in accuracies.items():
+                scalars[f"benchmark/{dataset}/{split}"] = accuracy
+        self.logger.scalars(scalars, epoch, run=self.files.tensorboard)
+        rows = [[h["epoch"] + 1, h["genotype"], h["valid_acc"]] for h in self.history]
+        self.logger.table("search/genotypes", ["epoch", "genotype", "valid_acc"],
+                          rows + [[epoch + 1, entry["genotype"], entry["valid_acc"]]], epoch, run=self.files.tensorboard)
         return entry
 
     def run_search(self) -> dict:
