@@ -126,7 +126,7 @@ def resumed_search(offline, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli, "benchmark_lookup", lambda args, space, logger: fake_benchmark)
         with pytest.MonkeyPatch.context() as crash:
-            crash_at_epoch(crash, SearchLoop, "on_epoch_end", epoch=1)  # after `record`, before the checkpoint
+            crash_at_epoch(crash, SearchLoop, "best_entry", epoch=1)  # after `record`, before the checkpoint
             with pytest.raises(KeyboardInterrupt):
                 cli.run("GDAS", argv)
         summary = cli.run("GDAS", argv)
@@ -144,7 +144,7 @@ def test_search_logs_the_tensorboard_scalars_to_wandb(resumed_search):
         assert "search/mean_alpha_entropy" in row
         assert row["benchmark/cifar10/test"] == entry["benchmark"]["accuracy"]["cifar10"]["test"]
         for edge, probs in entry["alphas"].items():
-            assert [row[f"alpha/{edge}/{op}"] for op in summary["op_names"]] == pytest.approx(probs)
+            assert [row[f"alpha/{edge}/{op}"] for op in summary["search"]["op_names"]] == pytest.approx(probs)
 
 
 def test_search_settings_are_the_wandb_config(resumed_search):
