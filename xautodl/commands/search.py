@@ -56,8 +56,9 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
     add("--num_cells", type=positive_int, default=None, help="NAS-Bench-201 cells per stage (default 5)")
     add("--track_running_stats", type=int, choices=(0, 1), default=1,
         help="1: the search cells' BatchNorm keeps running statistics; 0: batch statistics only")
-    add("--config_path", default=None, help=f"optimisation config (default {spec.default_configs['nas-bench-201']}; "
-                                            f"on the NASNet space {spec.default_configs['nasnet']})")
+    nasnet_config = spec.default_configs.get("nasnet")
+    add("--config_path", default=None, help=f"optimisation config (default {spec.default_configs['nas-bench-201']}"
+                                            + (f"; on the NASNet space {nasnet_config})" if nasnet_config else ")"))
     add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; default on the "
                                              f"NASNet space {spec.default_supernet})")
     if spec.anneals_tau:  # DARTS mixes with softmax: it has no temperature to set
@@ -89,6 +90,9 @@ def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace
     spec = get_algorithm(algorithm)
     space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
     args.search_space_name = space
+    if space not in spec.default_configs:
+        raise ConfigError(f"{algorithm} searches the {' and '.join(spec.default_configs)} space only, as the original "
+                          f"tool does; drop --search_space_name / --model_config")
     if space == "nasnet":
         given = [f"--{flag}" for flag in NB201_SIZE_FLAGS if getattr(args, flag) is not None]
         if given:
@@ -171,7 +175,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=ARCH_BETAS,
                                    weight_decay=args.arch_weight_decay)
     algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
-                           amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))
+                           amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args),
+                           config=config)
     schedule = schedule_from_config(w_optimizer, config)
 
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)

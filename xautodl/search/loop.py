@@ -9,10 +9,11 @@ uninterrupted one.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 import torch.distributed as dist
@@ -24,7 +25,11 @@ from ..runtime import RunLogger, atomic_write_json
 from ..runtime.distributed import broadcast_buffers, world_info
 from ..runtime.epochs import EpochLoop, RunFiles
 from ..runtime.precision import to_channels_last
-from .algorithms import SearchAlgorithm
+from .algorithms import Batch, SearchAlgorithm
+
+# An algorithm's phase p after an epoch's steps draws the valid side's passes from p * PHASE_PASSES on, numbers the
+# steps never reach: its batches are its own, and the same after a resume.
+PHASE_PASSES = 1_000_000
 
 class Supernet(Protocol):
     """What the loop needs from a space's supernet."""
@@ -86,6 +91,7 @@ class SearchLoop(EpochLoop):
         self.run = run
         self.tau_range, self.mixer = tau_range, mixer  # tau_range: (tau_max, tau_min), None without annealing
         self.benchmark, self.channels_last = benchmark, channels_last
+        self.selected_genotype = None  # the algorithm's choice for the last epoch run (`select_genotype`)
 
     # ----------------------------------------------------------------------------------- the skeleton's hooks
     def stateful(self) -> dict[str, Any]:
@@ -93,10 +99,11 @@ class SearchLoop(EpochLoop):
                    "a_optimizer": self.algorithm.a_optimizer}
         if self.mixer is not None:
             objects["mixer"] = self.mixer
+        objects.update(self.algorithm.state_objects())
         return objects
 
     def extra_state(self) -> dict:
-        return {"genotype": self.model.genotype().to_dict(), "args": self.run.args}
+        return {"genotype": self.genotype().to_dict(), "args": self.run.args}
 
     def loop_settings(self) -> dict[str, Any]:
         settings = self.schedule.settings()
@@ -136,12 +143,33 @@ class SearchLoop(EpochLoop):
             progress.meter.add("train", w_loss, w_logits, y_train)
             progress.meter.add("valid", a_loss, a_logits, y_valid)
         metrics = progress.meter.read()
-        metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=progress.seconds())
+        metrics.update(epoch=epoch, tau=tau, lr=lr, algorithm=self.algorithm_phases(epoch), seconds=progress.seconds())
         return metrics
+
+    # --------------------------------------------------------------------------- the algorithm's optional phases
+    def algorithm_phases(self, epoch: int) -> dict[str, float]:
+        """The algorithm's work after the epoch's steps: `after_epoch`, then `select_genotype` (kept in
+        `selected_genotype`); the metrics they report."""
+        metrics = dict(self.algorithm.after_epoch(self.phase_batches(epoch, 1)))
+        selection = self.algorithm.select_genotype(self.phase_batches(epoch, 2), final=epoch + 1 == self.total_epochs)
+        if selection is not None:
+            self.selected_genotype, selection_metrics = selection
+            metrics.update(selection_metrics)
+        return metrics
+
+    def phase_batches(self, epoch: int, phase: int) -> Iterator[Batch]:
+        """Endless valid batches of `epoch` for the algorithm's phase `phase` (see PHASE_PASSES)."""
+        passes = itertools.count(phase * PHASE_PASSES)
+        for x, y in itertools.chain.from_iterable(self.loader.valid.batches(epoch, cycle) for cycle in passes):
+            yield to_channels_last(x, self.channels_last), y
+
+    def genotype(self) -> Any:
+        """The genotype the run reports: the algorithm's choice, or else the supernet's own."""
+        return self.model.genotype() if self.selected_genotype is None else self.selected_genotype
 
     def record(self, metrics: dict) -> dict:
         """Genotype, benchmark look-up, logs and TensorBoard for a finished epoch; returns the history entry."""
-        genotype = self.model.genotype()
+        genotype = self.genotype()
         alphas = self.model.alpha_table()
         entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict(), alphas=alphas)
         if self.benchmark is not None:
@@ -156,12 +184,16 @@ class SearchLoop(EpochLoop):
         self.logger.log(f"epoch {epoch + 1:3d} edges: {edge_confidence(alphas, self.model.op_names)}")
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
+        if metrics["algorithm"]:
+            self.logger.log(f"epoch {epoch + 1:3d} {self.run.algorithm}: "
+                            + ", ".join(f"{key} {value:.4g}" for key, value in metrics["algorithm"].items()))
         scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")
                    if metrics[k] is not None}
         for edge, probs in alphas.items():
             for op, p in zip(self.model.op_names, probs):
                 scalars[f"alpha/{edge}/{op}"] = p
         scalars["search/mean_alpha_entropy"] = mean_entropy(alphas)
+        scalars.update({f"algorithm/{key}": value for key, value in metrics["algorithm"].items()})
         self.logger.scalars(scalars, epoch)
         return entry
 
@@ -190,7 +222,7 @@ class SearchLoop(EpochLoop):
             raise TrainingError(f"the {world_size} processes ended with different weights (checksums {values})")
 
     def summary(self) -> dict:
-        final = self.history[-1]["genotype"] if self.history else str(self.model.genotype())
+        final = self.history[-1]["genotype"] if self.history else str(self.genotype())
         return {
             "space": self.run.space,
             "algorithm": self.run.algorithm,
@@ -200,7 +232,7 @@ class SearchLoop(EpochLoop):
             "epochs_done": len(self.history),
             "total_epochs": self.total_epochs,
             "final_genotype": final,
-            "final_genotype_dict": self.history[-1]["genotype_dict"] if self.history else self.model.genotype().to_dict(),
+            "final_genotype_dict": self.history[-1]["genotype_dict"] if self.history else self.genotype().to_dict(),
             "op_names": list(self.model.op_names),  # the order of every alphas row in the history
             "best": self.best,
             "search_seconds": sum(h["seconds"] for h in self.history),
