@@ -147,8 +147,8 @@ class ENAS(WeightSharingSearch):
                 self.controller.zero_grad()
             for key, value in (("controller_loss", loss), ("controller_acc", 100.0 * accuracy),
                                ("controller_reward", reward), ("controller_entropy", entropy)):
-                sums[key] += float(value)
-        self.baseline.value = None if baseline is None else float(baseline)
+                sums[key] += float(value.detach()) if torch.is_tensor(value) else value
+        self.baseline.value = float(baseline.detach()) if torch.is_tensor(baseline) else baseline
         if not steps:
             return {}
         return {**{key: total / steps for key, total in sums.items()}, "controller_baseline": self.baseline.value}
