@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one thr
 ALGORITHMS = ("SETN", "ENAS", "RANDOM-NAS")
 CONFIGS = {"SETN": "SETN", "ENAS": "ENAS", "RANDOM-NAS": "RANDOM"}
 # The shipped settings, shrunk: few candidates per selection, a controller phase of 2 x 2 samples.
-TINY_SETTINGS = {"select_num": ["int", "3"], "controller_train_steps": ["int", "2"],
+TINY_SETTINGS = {"select_num": ["int", "3"], "test_batch_size": ["int", "32"], "controller_train_steps": ["int", "2"],
                  "controller_num_aggregate": ["int", "2"], "controller_epoch_samples": ["int", "2"],
                  "controller_num_samples": ["int", "4"]}
 TINY = ["--dataset", "digits", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
@@ -72,7 +74,8 @@ def test_tiny_search_writes_the_outputs_with_the_selected_genotype(tmp_path, alg
         assert "w_lstm.weight_ih_l0" in state["controller"]
         # The architecture optimizer is the controller's Adam with the config's betas and eps.
         group = state["a_optimizer"]["param_groups"][0]
-        assert group["betas"] == (0.0, 0.999) and group["eps"] == 0.001 and len(group["params"]) == 12  # input, 2 x 4 LSTM, embedding, 2 linear
+        # 12 tensors: the input, 2 x 4 of the LSTM, the embedding, 2 of the linear layer
+        assert group["betas"] == (0.0, 0.999) and group["eps"] == 0.001 and len(group["params"]) == 12
 
 
 def test_enas_resumes_exactly(tmp_path, monkeypatch):
@@ -127,6 +130,14 @@ def test_the_selection_keeps_the_best_scoring_candidate():
     genotype, metrics = algorithm.best_of(candidates, endless())
     assert genotype == algorithm.genotype_of([1] * 6)
     assert metrics == {"selection_acc": 75.0, "selection_candidates": 4}
+
+
+def test_a_candidate_is_scored_on_the_configs_test_batch_size():
+    algorithm = build("SETN", {"test_batch_size": 14})
+    drawn = []
+    algorithm.top1_counts = lambda arch, x, y: drawn.append(len(y)) or torch.tensor([1.0, float(len(y))])
+    assert algorithm.score([0] * 6, endless()).tolist() == [3.0, 18.0]  # batches of 6 until 14 images: 3
+    assert drawn == [6, 6, 6]
 
 
 def test_setn_templates_are_the_most_probable_architectures():
@@ -188,3 +199,22 @@ def test_driver_runs_a_tiny_search(tmp_path, algorithm):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "seed-7-summary.json").read_text())
     assert summary["algorithm"] == algorithm and summary["final_genotype"].startswith("|")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_two_process_search_keeps_ranks_identical(tmp_path, algorithm):
+    """Both processes draw the same architectures and choose the same (a controller or a choice that differed
+    would train other ops on each rank, and the weights' checksums would differ)."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "exps" / "NAS-Bench-201-algos" / f"{algorithm}.py"), *TINY, "--epochs", "2",
+               "--rand_seed", "3", "--save_dir", str(run_dir), "--config_path", str(tiny_config(tmp_path, algorithm))]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run_dir / "seed-3-log.txt").read_text()
+    checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    summary = json.loads((run_dir / "seed-3-summary.json").read_text())
+    assert len(summary["history"]) == 2 and summary["final_genotype"].startswith("|")

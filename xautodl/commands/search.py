@@ -1,4 +1,5 @@
-"""Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2}.py`).
+"""Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2,SETN,ENAS,
+RANDOM-NAS}.py`; the last three search the NAS-Bench-201 space only).
 
 The flags are those of the original tool's scripts plus the common ones (`xautodl.runtime.flags`). The space is
 `--search_space_name` (nas-bench-201, the default, or nasnet / darts), which a `--model_config`
@@ -45,8 +46,8 @@ NB201_SIZE_FLAGS = {"channel": "C", "num_cells": "N", "max_nodes": "max_nodes"}
 
 def build_parser(algorithm: str) -> argparse.ArgumentParser:
     spec = get_algorithm(algorithm)
-    parser = EntryParser(
-        prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
+    spaces = "NAS-Bench-201 or NASNet space" if "nasnet" in spec.default_configs else "NAS-Bench-201 space"
+    parser = EntryParser(prog=f"{algorithm}.py", description=f"{algorithm} architecture search ({spaces}).")
     add = parser.add_argument
     add("--dataset", required=True, choices=SEARCH_DATASETS, help="the data searched on (required)")
     add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],

@@ -17,7 +17,8 @@ from .weight_sharing import OpIndices, WeightSharingSearch
 
 
 class RandomNAS(WeightSharingSearch):
-    """Config settings: `select_num` (architectures scored per selection, the original's 100)."""
+    """Config settings: `select_num` (architectures scored per selection, the original's 100), `test_batch_size`
+    (images scoring each, 512)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

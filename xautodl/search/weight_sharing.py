@@ -4,7 +4,8 @@ by the algorithm, and the choice of the reported architecture by scoring candida
 The three search the NAS-Bench-201 space as the original tool does (its `exps/NAS-Bench-201-algos/` and the later
 `exps/NATS-algos/search-cell.py`): every weight step trains the supernet restricted to one sampled architecture,
 the same in every cell (the original's "dynamic" mode), and the architecture an epoch reports is the best of
-several candidates, each scored by its top-1 accuracy on one valid batch (`get_best_arch`).
+several candidates, each scored by its top-1 accuracy on one batch of the valid loader (`get_best_arch`): of the
+config's `test_batch_size` images where it sets one (SETN and RSPS: 512), else one search batch (ENAS).
 
 An architecture is a list of op indices, one per edge in the supernet's edge order (the rows of its alphas).
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import math
+
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from ..errors import ConfigError
+from ..runtime.distributed import world_info
 from ..spaces.nas201 import Arch
 from .algorithms import Batch, SearchAlgorithm
 from .mixing import SoftmaxMixer
@@ -87,6 +90,8 @@ class WeightSharingSearch(SearchAlgorithm):
             raise ConfigError(f"{type(self).__name__} searches the NAS-Bench-201 space only (its supernet's mixer "
                               f"must be an ArchMixer, got {type(self.mixer).__name__})")
         self.num_edges, self.num_ops = self.alphas[0].shape
+        # Images scoring a candidate on each process: the original's valid batch, split over the processes.
+        self.score_images = math.ceil(self.setting("test_batch_size", 0) / world_info()[1])
 
     def setting(self, key: str, default):
         """The config's `key` (the original's value when the config does not set it)."""
@@ -123,12 +128,21 @@ class WeightSharingSearch(SearchAlgorithm):
             correct = (logits.argmax(dim=-1) == y).sum()
         return torch.stack([correct.double(), torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)])
 
+    def score(self, arch: Sequence[int], batches: Iterator[Batch]) -> torch.Tensor:
+        """[correct, images] of `arch` on the next valid batches: one, or as many as make `score_images`."""
+        total, images = None, 0
+        while images == 0 or images < self.score_images:
+            x, y = next(batches)
+            counts = self.top1_counts(arch, x, y)
+            total, images = counts if total is None else total + counts, images + y.numel()
+        return total
+
     def best_of(self, candidates: Sequence[Sequence[int]], batches: Iterator[Batch]) -> tuple[Arch, dict[str, float]]:
-        """The candidate of highest top-1 accuracy, each scored on the next valid batch with the supernet in eval
-        mode (the first of equal ones, as the original's `np.argmax`), with that accuracy (%) and the number of
-        candidates. Under torchrun a candidate's accuracy is over the batches of every process: all choose alike."""
+        """The candidate of highest top-1 accuracy, each scored (`score`) with the supernet in eval mode (the first
+        of equal ones, as the original's `np.argmax`), with that accuracy (%) and the number of candidates. Under
+        torchrun a candidate's accuracy is over the batches of every process, so all choose alike."""
         self.model.eval()
-        counts = sum_over_ranks(torch.stack([self.top1_counts(arch, *next(batches)) for arch in candidates]))
+        counts = sum_over_ranks(torch.stack([self.score(arch, batches) for arch in candidates]))
         accuracies = 100.0 * counts[:, 0] / counts[:, 1]
         best = int(accuracies.argmax())
         metrics = {"selection_acc": float(accuracies[best]), "selection_candidates": len(candidates)}
