@@ -1,7 +1,9 @@
-"""The one bilevel search loop, shared by GDAS, DARTS-V1 and DARTS-V2 on every space.
+"""The one bilevel search loop, shared by every algorithm of the registry on every space it searches.
 
 Per iteration: a weight step on the train batch, then an architecture step on the valid batch. Per epoch: the LR
-and tau schedules, metrics, the genotype, the alphas, the benchmark look-up, then (through the epoch skeleton of
+and tau schedules, the algorithm's optional phases after the steps (`algorithm_phases`: ENAS trains its controller,
+SETN / ENAS / RSPS choose the genotype the epoch reports), metrics, the genotype, the alphas, the benchmark look-up,
+then (through the epoch skeleton of
 `xautodl.runtime.epochs`) the checkpoints and the summary JSON. Re-running resumes from the last complete epoch,
 or from the step a SIGTERM stopped it at; the data order, augmentation and Gumbel samples depend only on saved
 state (the epoch's loader streams, the mixer's generator), so a resumed run follows the same trajectory as an
