@@ -93,8 +93,8 @@ class WeightSharingSearch(SearchAlgorithm):
         # Images scoring a candidate on each process: the original's valid batch, split over the processes.
         self.score_images = math.ceil(self.setting("test_batch_size", 0) / world_info()[1])
 
-    def setting(self, key: str, default):
-        """The config's `key` (the original's value when the config does not set it)."""
+    def setting(self, key: str, default: int | float) -> int | float:
+        """The config's `key`, of the type of `default` (the original's value, used when the config has none)."""
         value = None if self.config is None else self.config.get(key)
         return type(default)(value) if value is not None else default
 
@@ -118,6 +118,7 @@ class WeightSharingSearch(SearchAlgorithm):
         return loss.detach(), logits.detach()
 
     def genotype_of(self, arch: Sequence[int]) -> Arch:
+        """The NAS-Bench-201 cell whose edges carry the ops of indices `arch`."""
         return Arch.from_edge_ops([self.model.op_names[k] for k in arch])
 
     def top1_counts(self, arch: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
