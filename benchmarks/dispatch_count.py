@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xautodl.search.algorithms import ALGORITHMS, build_algorithm, build_mixer  # noqa: E402
+from xautodl.search.algorithms import build_algorithm, build_mixer  # noqa: E402
 from xautodl.spaces import get_space  # noqa: E402
 
 # Ops dispatched per iteration (C=16, N=5, contiguous layout, seeds as below), measured with this harness on
@@ -70,7 +70,7 @@ def ops_per_iteration(algorithm: str, iterations: int = 6, C: int = 16, N: int =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--algos", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--iterations", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(1)

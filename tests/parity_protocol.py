@@ -9,6 +9,10 @@ A model case runs, in float64: a train-mode forward of a fixed input (global RNG
 the auxiliary logits times their probe), its backward, then, where asked, an eval-mode forward. It records the
 logits, the gradient of every parameter, every buffer after the train forward (BN running statistics) and, for
 GDAS, the op each edge sampled.
+
+A controller case (ENAS) scores the architecture `case["arch"]` with the controller: its log-probability, its
+entropy, and the gradient of every parameter of log_prob + `case["entropy_weight"]` * entropy (REINFORCE's loss
+with an entropy bonus has this shape).
 """
 from __future__ import annotations
 
@@ -54,3 +58,12 @@ def run_model_case(model: nn.Module, case: dict, forward: Forward,
         with torch.no_grad():
             result["eval_logits"] = forward(model, x.detach())[0].contiguous()
     return result
+
+
+def run_controller_case(controller: nn.Module, case: dict,
+                        score: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor, list[int]]]) -> dict:
+    """Run a controller case (module docstring); `score` returns (log_prob, entropy, ops) of `case["arch"]`."""
+    log_prob, entropy, ops = score(controller)
+    (log_prob + float(case["entropy_weight"]) * entropy).sum().backward()
+    return {"log_prob": log_prob.detach().reshape(()), "entropy": entropy.detach().reshape(()), "ops": list(ops),
+            "grads": {name: p.grad.contiguous() for name, p in controller.named_parameters() if p.grad is not None}}

@@ -23,7 +23,7 @@ import_checked_xautodl()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from parity_protocol import run_model_case  # noqa: E402
+from parity_protocol import run_controller_case, run_model_case  # noqa: E402
 
 # Our op names -> the original's names in its search registry (models.cell_operations).
 SEARCH_OP_NAMES = {"none": "none", "skip_connect": "skip_connect", "avg_pool_3x3": "avg_pool_3x3",
@@ -79,9 +79,15 @@ def build(case: dict) -> tuple[nn.Module, SampleRecorder | None]:
     elif kind == "nb201_super":
         from xautodl.models import get_cell_based_tiny_net
 
-        model = get_cell_based_tiny_net(dict(name=case["algo"], C=case["C"], N=case["N"], max_nodes=4,
-                                             num_classes=case["classes"], space=NB201_SPACE, affine=False,
-                                             track_running_stats=case["track"]))
+        model = get_cell_based_tiny_net(dict(name=case.get("reference_name", case["algo"]), C=case["C"], N=case["N"],
+                                             max_nodes=4, num_classes=case["classes"], space=NB201_SPACE,
+                                             affine=False, track_running_stats=case["track"]))
+        if "mode" in case:
+            select_architecture(model, case)
+    elif kind == "controller":
+        from xautodl.models.cell_searchs.search_model_enas_utils import Controller
+
+        model = Controller(case["edges"], len(NB201_SPACE))
     elif kind == "nasnet_super":
         from xautodl.models import get_cell_based_tiny_net
 
@@ -114,6 +120,33 @@ def build(case: dict) -> tuple[nn.Module, SampleRecorder | None]:
     return model.double(), recorder
 
 
+def select_architecture(model: nn.Module, case: dict) -> None:
+    """Put a weight-sharing supernet in the case's mode: "dynamic" computes `case["arch"]`, SETN's "joint" mixes
+    every op with softmax(alpha)."""
+    from xautodl.models.cell_searchs.genotypes import Structure
+
+    arch = Structure.str2structure(case["arch"]) if case.get("arch") else None
+    if case["algo"] == "SETN":
+        model.set_cal_mode(case["mode"], arch)
+    elif case["algo"] == "ENAS":
+        model.update_arch(arch)
+    else:  # RANDOM
+        model.arch_cache = arch
+
+
+def score_with_controller(controller: nn.Module, ops: list[int]):
+    """The original controller's (log_prob, entropy, ops) with its draws replaced by `ops`, in order."""
+    from torch.distributions.categorical import Categorical
+
+    forced = iter(ops)
+    draw = Categorical.sample
+    Categorical.sample = lambda self, sample_shape=torch.Size(): torch.tensor([[next(forced)]])
+    try:
+        return controller()
+    finally:
+        Categorical.sample = draw
+
+
 def conv_biases(model: nn.Module) -> list[str]:
     return [f"{name}.bias" if name else "bias" for name, m in model.named_modules()
             if isinstance(m, nn.Conv2d) and m.bias is not None]
@@ -140,6 +173,8 @@ def run(case: dict) -> dict:
         return {"genotypes": genotypes(case)}
     model, recorder = build(case)
     model.load_state_dict(case["state"])
+    if case["kind"] == "controller":
+        return run_controller_case(model, case, lambda c: score_with_controller(c, case["arch"]))
     return run_model_case(model, case, lambda m, x: logits_of(m(x)),
                           samples=lambda: recorder.samples if recorder else [])
 

@@ -28,6 +28,9 @@ def test_the_package_ships_every_config_the_scripts_use():
     expected = {
         "nas-benchmark/algos/GDAS.config",
         "nas-benchmark/algos/DARTS.config",
+        "nas-benchmark/algos/SETN.config",
+        "nas-benchmark/algos/ENAS.config",
+        "nas-benchmark/algos/RANDOM.config",
         "nas-benchmark/hyper-opts/200E.config",
         "search-opts/GDAS-NASNet-CIFAR.config",
         "search-opts/DARTS-NASNet-CIFAR.config",

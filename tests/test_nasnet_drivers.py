@@ -108,7 +108,8 @@ def test_nasnet_search_commands(tmp_path, echo_python, script, entry, arch, opts
         assert resolve_config_path(path).is_file()
 
 
-@pytest.mark.parametrize("entry, config", [("GDAS", "GDAS"), ("DARTS-V1", "DARTS"), ("DARTS-V2", "DARTS")])
+@pytest.mark.parametrize("entry, config", [("GDAS", "GDAS"), ("DARTS-V1", "DARTS"), ("DARTS-V2", "DARTS"),
+                                           ("SETN", "SETN"), ("ENAS", "ENAS"), ("RANDOM-NAS", "RANDOM")])
 def test_nb201_search_commands_leave_the_original_settings_to_the_entry_point(tmp_path, echo_python, entry, config):
     command = entry_command(f"scripts-search/algos/{entry}.sh", ["cifar10", 1, -1], tmp_path, echo_python)
     assert command[0] == str(REPO / "exps" / "NAS-Bench-201-algos" / f"{entry}.py")

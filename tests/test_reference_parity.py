@@ -4,7 +4,10 @@ Each model is built on both sides, the original's in an isolated child process (
 here; the original's weights are copied into ours (`map_reference_state`: by order, shape and name suffix, asserted
 one-to-one); then both run the same case (`parity_protocol.py`) in float64 and every output is compared:
 logits, auxiliary logits, input, weight and alpha gradients, BN running statistics after the train forward, the
-ops GDAS sampled, and eval-mode logits where asked.
+ops GDAS sampled, and eval-mode logits where asked. The weight-sharing supernets (SETN, ENAS, RSPS) run with a given
+architecture (SETN also in its softmax "joint" mode); ENAS's controller scores a given architecture (log-prob,
+entropy and their gradients). The original's ENAS and RSPS supernets have no alphas: ours, unused there, are left
+out of the copy.
 
 Tolerance, per tensor: max |ours - original| <= 1e-10 * max |original| + 1e-12 (float64 rounding from other
 summation orders is about 1e-15 relative; the absolute term covers values that are zero in exact arithmetic, such
@@ -33,11 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import RecordingMixer
-from parity_protocol import run_model_case
+from parity_protocol import run_controller_case, run_model_case
 from xautodl.search.algorithms import build_mixer
+from xautodl.search.enas import Controller
 from xautodl.search.mixing import GumbelSample
 from xautodl.spaces.genotypes import parse_genotype
-from xautodl.spaces.nas201 import NB201Supernet, TinyNetwork
+from xautodl.spaces.nas201 import NB201Supernet, TinyNetwork, parse_arch
 from xautodl.spaces.nasnet import NASNetSupernet, build_inference_net
 from xautodl.spaces.ops import DARTS_OPS, build_op, canonical_op_name
 
@@ -81,6 +85,29 @@ def model_cases() -> list[dict]:
                               dataset=dataset, C=8, N=1, classes=10, drop_prob=drop_prob,
                               input_shape=(2, 3, side, side), seed=40, eval=True))
     return cases
+
+
+# (our algorithm, the original's model name); ENAS and RSPS (RANDOM) supernets have no alphas in the original.
+WEIGHT_SHARING = (("SETN", "SETN"), ("ENAS", "ENAS"), ("RANDOM-NAS", "RANDOM"))
+WITHOUT_ALPHAS = ("ENAS", "RANDOM-NAS")
+
+
+def weight_sharing_cases() -> list[dict]:
+    cases = []
+    for algo, reference_name in WEIGHT_SHARING:
+        for i, (arch, track) in enumerate(((ARCHS[0], True), (RESNET, False), (ARCHS[2], True))):
+            cases.append(dict(id=f"nb201-{algo}-arch{i}-track{int(track)}", kind="nb201_super", algo=algo,
+                              reference_name=reference_name, mode="dynamic", arch=arch, C=8, N=1, classes=10,
+                              track=track, input_shape=(4, 3, 16, 16), seed=60 + i))
+    cases.append(dict(id="nb201-SETN-joint", kind="nb201_super", algo="SETN", mode="joint", arch=None, C=8, N=1,
+                      classes=10, track=True, input_shape=(4, 3, 16, 16), seed=63))
+    return cases
+
+
+def controller_cases() -> list[dict]:
+    archs = ([3, 3, 3, 1, 3, 3], [0, 0, 0, 0, 0, 0], [4, 2, 1, 0, 3, 2])
+    return [dict(id=f"enas-controller-{i}", kind="controller", edges=6, arch=arch, entropy_weight=0.1, seed=70 + i)
+            for i, arch in enumerate(archs)]
 
 
 OPS_UNDER_TEST = ["none", "skip_connect", "avg_pool_3x3", "max_pool_3x3", "nor_conv_1x1", "nor_conv_3x3",
@@ -128,6 +155,10 @@ def build_ours(case: dict) -> nn.Module:
         mixer = RecordingMixer(build_mixer(case["algo"], tau=case.get("tau", 10.0), seed=case["seed"]))
         model = NB201Supernet(case["C"], case["N"], case["classes"], mixer, affine=False,
                               track_running_stats=case["track"])
+        if case.get("mode") == "dynamic":  # a weight-sharing supernet computing one architecture
+            mixer.mixer.arch = [model.op_names.index(op) for op in parse_arch(case["arch"]).edge_ops()]
+    elif kind == "controller":
+        model = Controller(case["edges"], 5)
     elif kind == "nasnet_super":
         algorithm = "DARTS-V1" if case["name"] == "DARTS" else "GDAS"  # the NASNet config's name -> algorithm
         mixer = RecordingMixer(build_mixer(algorithm, tau=case.get("tau", 10.0), seed=case["seed"]))
@@ -145,6 +176,8 @@ def build_ours(case: dict) -> nn.Module:
 
 
 def run_ours(case: dict, model: nn.Module) -> dict:
+    if case["kind"] == "controller":
+        return run_controller_case(model, case, lambda controller: controller(arch=case["arch"]))
     layout = LAYOUTS[case.get("layout", "contiguous")]
     model = model.to(memory_format=layout)
 
@@ -169,8 +202,9 @@ def suffix(name: str) -> str:
 
 
 def map_reference_state(reference: list[tuple[str, torch.Tensor]], reference_conv_biases: list[str],
-                        ours: nn.Module) -> tuple[dict[str, str], list[str]]:
-    """Pair each of our state entries with one of the original's, in order, with equal shape and name suffix.
+                        ours: nn.Module, ours_only: frozenset[str] = frozenset()) -> tuple[dict[str, str], list[str]]:
+    """Pair each of our state entries (but `ours_only`) with one of the original's, in order, with equal shape and
+    name suffix.
 
     Returns (our name -> original name, the original's entries left over). Only conv biases may be left over (the
     original's `bias=not affine` before a BN); anything else is a structural difference and fails here.
@@ -178,6 +212,8 @@ def map_reference_state(reference: list[tuple[str, torch.Tensor]], reference_con
     biases = set(reference_conv_biases)
     pairs, leftover, position = {}, [], 0
     for name, tensor in ours.state_dict().items():
+        if name in ours_only:
+            continue
         while True:
             assert position < len(reference), f"our {name} {tuple(tensor.shape)} has no counterpart in the original"
             ref_name, ref_tensor = reference[position]
@@ -216,7 +252,7 @@ def parity(tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
         pytest.skip(f"reference implementation unavailable: {error}")
     torch.set_num_threads(1)
     work = tmp_path_factory.mktemp("parity")
-    cases = model_cases() + op_cases() + genotype_cases()
+    cases = model_cases() + op_cases() + genotype_cases() + weight_sharing_cases() + controller_cases()
     built = run_reference("build", cases, work)
     ours, to_run = {}, []
     for case, reference in zip(cases, built):
@@ -224,11 +260,13 @@ def parity(tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
             to_run.append(case)
             continue
         model = build_ours(case)
-        pairs, leftover = map_reference_state(reference["state"], reference["conv_biases"], model)
+        ours_only = frozenset({"arch_parameters"} if case.get("algo") in WITHOUT_ALPHAS else ())
+        pairs, leftover = map_reference_state(reference["state"], reference["conv_biases"], model, ours_only)
         state = dict(reference["state"])
         for name in leftover:
             state[name] = torch.zeros_like(state[name])
-        model.load_state_dict({ours_name: state[ref_name] for ours_name, ref_name in pairs.items()})
+        model.load_state_dict({**model.state_dict(),
+                               **{ours_name: state[ref_name] for ours_name, ref_name in pairs.items()}})
         ours[case["id"]] = (run_ours(case, model), pairs, leftover)
         to_run.append({**case, "state": state})
         if case["id"] in BIAS_CHECKS:
@@ -277,6 +315,22 @@ def test_models_match_the_original(case_id, parity):
     if case["kind"] == "tiny" or case["kind"] == "infer":
         assert not leftover, "inference nets have no conv bias on either side"
     assert_same_run(case_id, parity)
+
+
+@pytest.mark.parametrize("case_id", [case["id"] for case in weight_sharing_cases()])
+def test_weight_sharing_supernets_match_the_original(case_id, parity):
+    assert_same_run(case_id, parity)
+
+
+@pytest.mark.parametrize("case_id", [case["id"] for case in controller_cases()])
+def test_enas_controller_matches_the_original(case_id, parity):
+    case, theirs, (ours, pairs, leftover) = parity[case_id]
+    assert not leftover and len(pairs) == len(theirs["grads"])
+    assert ours["ops"] == theirs["ops"] == case["arch"]
+    assert_close("log_prob", ours["log_prob"], theirs["log_prob"])
+    assert_close("entropy", ours["entropy"], theirs["entropy"])
+    for ours_name, ref_name in pairs.items():
+        assert_close(f"gradient of {ours_name}", ours["grads"][ours_name], theirs["grads"][ref_name])
 
 
 @pytest.mark.parametrize("case_id", [case["id"] for case in op_cases()])

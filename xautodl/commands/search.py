@@ -1,4 +1,5 @@
-"""Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2}.py`).
+"""Command line of the search entry points (`exps/NAS-Bench-201-algos/{GDAS,DARTS-V1,DARTS-V2,SETN,ENAS,
+RANDOM-NAS}.py`; the last three search the NAS-Bench-201 space only).
 
 The flags are those of the original tool's scripts plus the common ones (`xautodl.runtime.flags`). The space is
 `--search_space_name` (nas-bench-201, the default, or nasnet / darts), which a `--model_config`
@@ -16,7 +17,7 @@ from typing import Sequence
 import torch
 
 from ..config_utils import load_config
-from ..config_utils.defaults import nasnet_supernet_config, search_config
+from ..config_utils.defaults import nasnet_supernet_config, search_config, search_spaces
 from ..datasets import get_search_loader
 from ..errors import ConfigError, XAutoDLError
 from ..runtime import RunLogger, main_guard, select_device, seed_everything, to_plain
@@ -50,8 +51,9 @@ NB201_SIZE_FLAGS = {"channel": "C", "num_cells": "N", "max_nodes": "max_nodes"}
 
 def build_parser(algorithm: str) -> argparse.ArgumentParser:
     spec = get_algorithm(algorithm)
-    parser = EntryParser(
-        prog=f"{algorithm}.py", description=f"{algorithm} architecture search (NAS-Bench-201 or NASNet space).")
+    searches_nasnet = "nasnet" in search_spaces(algorithm)
+    spaces = "NAS-Bench-201 or NASNet space" if searches_nasnet else "NAS-Bench-201 space"
+    parser = EntryParser(prog=f"{algorithm}.py", description=f"{algorithm} architecture search ({spaces}).")
     add = parser.add_argument
     add("--dataset", required=True, choices=SEARCH_DATASETS, help="the data searched on (required)")
     add("--search_space_name", default=None, choices=[*SPACE_NAMES, "darts", "nats-bench"],
@@ -64,10 +66,11 @@ def build_parser(algorithm: str) -> argparse.ArgumentParser:
         help=f"NAS-Bench-201 cells per stage (default {nas201.DEFAULT_CELLS})")
     add("--track_running_stats", type=int, choices=(0, 1), default=1,
         help="1: the search cells' BatchNorm keeps running statistics; 0: batch statistics only")
-    add("--config_path", default=None, help=f"optimisation config (default {search_config(algorithm, 'nas-bench-201')}"
-                                            f"; on the NASNet space {search_config(algorithm, 'nasnet')})")
-    add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; default on the "
-                                             f"NASNet space {nasnet_supernet_config(algorithm)})")
+    nasnet = f"; on the NASNet space {search_config(algorithm, 'nasnet')}" if searches_nasnet else ""
+    add("--config_path", default=None,
+        help=f"optimisation config (default {search_config(algorithm, 'nas-bench-201')}{nasnet})")
+    supernet = f"default on the NASNet space {nasnet_supernet_config(algorithm)}" if searches_nasnet else "none"
+    add("--model_config", default=None, help=f"NASNet supernet config (configs/search-archs/...; {supernet})")
     if spec.tau_schedule is not None:  # DARTS mixes with softmax: it has no temperature to set
         tau_max, tau_min = spec.tau_schedule
         add("--tau_max", type=positive_float, default=tau_max, help="Gumbel-softmax temperature of the first epoch")
@@ -98,6 +101,9 @@ def resolve_args(algorithm: str, args: argparse.Namespace) -> argparse.Namespace
     """Parsed arguments with the space resolved and the defaults of `algorithm` filled in (see `parse_args`)."""
     space = canonical_space_name(args.search_space_name or ("nasnet" if args.model_config else "nas-bench-201"))
     args.search_space_name = space
+    if space not in search_spaces(algorithm):
+        raise ConfigError(f"{algorithm} searches the {' and '.join(search_spaces(algorithm))} space only, as the original "
+                          f"tool does; drop --search_space_name / --model_config")
     if space == "nasnet":
         given = [f"--{flag}" for flag in NB201_SIZE_FLAGS if getattr(args, flag) is not None]
         if given:
@@ -180,7 +186,8 @@ def _search(algorithm: str, args: argparse.Namespace, device: torch.device, rank
     a_optimizer = torch.optim.Adam(model.alphas(), lr=args.arch_learning_rate, betas=ARCH_BETAS,
                                    weight_decay=args.arch_weight_decay)
     algo = build_algorithm(algorithm, model, build_criterion(config), w_optimizer, a_optimizer,
-                           amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args))
+                           amp=check_amp(args.amp, device), forward_model=compiled_forward(algorithm, model, args),
+                           config=config)
     schedule = schedule_from_config(w_optimizer, config)
 
     plain_args = dict(to_plain(vars(args)), rand_seed=seed)

@@ -8,6 +8,9 @@ SEARCH_CONFIGS = {
     ("GDAS", "nas-bench-201"): f"{_NB201_ALGOS}/GDAS.config",
     ("DARTS-V1", "nas-bench-201"): f"{_NB201_ALGOS}/DARTS.config",
     ("DARTS-V2", "nas-bench-201"): f"{_NB201_ALGOS}/DARTS.config",
+    ("SETN", "nas-bench-201"): f"{_NB201_ALGOS}/SETN.config",
+    ("ENAS", "nas-bench-201"): f"{_NB201_ALGOS}/ENAS.config",
+    ("RANDOM-NAS", "nas-bench-201"): f"{_NB201_ALGOS}/RANDOM.config",
     ("GDAS", "nasnet"): "configs/search-opts/GDAS-NASNet-CIFAR.config",
     ("DARTS-V1", "nasnet"): "configs/search-opts/DARTS-NASNet-CIFAR.config",
     ("DARTS-V2", "nasnet"): "configs/search-opts/DARTS-NASNet-CIFAR.config",
@@ -27,6 +30,11 @@ NB201_TRAINING_CONFIG = "configs/nas-benchmark/hyper-opts/200E.config"
 def search_config(algorithm: str, space: str) -> str:
     """The optimisation config of a search of `algorithm` on `space` (nas-bench-201 or nasnet)."""
     return SEARCH_CONFIGS[(algorithm, space)]
+
+
+def search_spaces(algorithm: str) -> tuple[str, ...]:
+    """The spaces `algorithm` has a search config for (SETN, ENAS and RSPS: NAS-Bench-201 only, as the original)."""
+    return tuple(space for name, space in SEARCH_CONFIGS if name == algorithm)
 
 
 def nasnet_supernet_config(algorithm: str) -> str:

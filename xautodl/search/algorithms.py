@@ -8,12 +8,14 @@ supernet uses (see `mixing.py`) and in the architecture step on a valid batch:
   Hessian-vector product approximated by central finite differences.
 
 An algorithm only talks to the supernet through `weights()`, `alphas()` and its forward: it never imports a space.
+SETN, ENAS and RANDOM-NAS (RSPS), which train one sampled architecture per step, are one module each over
+`weight_sharing.py` (NAS-Bench-201 only); they are registered below with the others.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -48,12 +50,19 @@ def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
 
 
 class SearchAlgorithm:
-    """Weight step shared by every algorithm; `arch_step` is the first-order architecture step."""
+    """Weight step shared by every algorithm; `arch_step` is the first-order architecture step.
+
+    Optional phases, which do nothing here: `state_objects` (state the algorithm owns, checkpointed with the run),
+    `after_epoch` (work after an epoch's steps, on valid batches: ENAS trains its controller) and `select_genotype`
+    (the architecture an epoch reports, chosen on valid batches; None: the supernet's own `genotype()`).
+    `config` is the run's optimisation config, where an algorithm finds its own settings.
+    """
 
     def __init__(self, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
                  a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
-                 forward_model: Callable | None = None) -> None:
+                 forward_model: Callable | None = None, config: Mapping[str, Any] | None = None) -> None:
         self.model = model
+        self.config = config
         self.forward_model = model if forward_model is None else forward_model  # e.g. torch.compile(model)
         self.criterion = criterion
         self.w_optimizer = w_optimizer
@@ -102,6 +111,20 @@ class SearchAlgorithm:
         if self.scaler is not None:
             self.scaler.update()  # once per iteration, after both optimisers stepped
         return loss.detach(), logits.detach()
+
+    def state_objects(self) -> dict[str, Any]:
+        """Objects with `state_dict()` / `load_state_dict()` the algorithm owns, by checkpoint key."""
+        return {}
+
+    def after_epoch(self, batches: Iterator[Batch]) -> dict[str, float]:
+        """A phase after the epoch's steps, drawing from the endless valid `batches`; its metrics (host numbers)."""
+        return {}
+
+    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]] | None:
+        """The architecture the epoch reports, chosen on the endless valid `batches` (`final`: the run's last
+        epoch, whose choice is the search's result), with metrics of the choice; None for the supernet's
+        `genotype()`."""
+        return None
 
 
 class GDAS(SearchAlgorithm):
@@ -191,6 +214,8 @@ class AlgorithmSpec:
     forward changes its sub-graph every step, so it runs eagerly); `unsupported_precisions` maps an `--amp` value
     the algorithm refuses to the reason. Which config files a search uses lives with the configs
     (`xautodl.config_utils.defaults`).
+    The weight-sharing algorithms without a NASNet search (SETN, ENAS, RSPS: the original ran them on
+    NAS-Bench-201 only) have no NASNet config there.
     """
 
     name: str
@@ -201,6 +226,12 @@ class AlgorithmSpec:
     unsupported_precisions: Mapping[str, str]
 
 
+# The weight-sharing algorithms build on SearchAlgorithm above, hence imported here.
+from .enas import ENAS  # noqa: E402
+from .random_nas import RandomNAS  # noqa: E402
+from .setn import SETN  # noqa: E402
+from .weight_sharing import ArchMixer  # noqa: E402
+
 REGISTRY: dict[str, AlgorithmSpec] = {spec.name: spec for spec in (
     AlgorithmSpec("GDAS", GDAS, lambda tau, seed: GumbelHardMixer(tau=tau, seed=seed), tau_schedule=(10.0, 0.1),
                   compiles=False, unsupported_precisions={}),
@@ -209,12 +240,19 @@ REGISTRY: dict[str, AlgorithmSpec] = {spec.name: spec for spec in (
     AlgorithmSpec("DARTS-V2", DartsV2, lambda tau, seed: SoftmaxMixer(), tau_schedule=None, compiles=True,
                   unsupported_precisions={"fp16": "DARTS-V2's finite-difference Hessian-vector product is too coarse "
                                                   "in fp16; use --amp bf16 or --amp off"}),
+    # One architecture per forward (a new sub-graph every step), hence no torch.compile.
+    AlgorithmSpec("SETN", SETN, lambda tau, seed: ArchMixer(seed=seed), tau_schedule=None, compiles=False,
+                  unsupported_precisions={}),
+    AlgorithmSpec("ENAS", ENAS, lambda tau, seed: ArchMixer(seed=seed), tau_schedule=None, compiles=False,
+                  unsupported_precisions={}),
+    AlgorithmSpec("RANDOM-NAS", RandomNAS, lambda tau, seed: ArchMixer(seed=seed), tau_schedule=None,
+                  compiles=False, unsupported_precisions={}),
 )}
 ALGORITHMS = tuple(REGISTRY)
 
 
 def get_algorithm(name: str) -> AlgorithmSpec:
-    """The registry row of `name` (GDAS, DARTS-V1 or DARTS-V2)."""
+    """The registry row of `name` (GDAS, DARTS-V1, DARTS-V2, SETN, ENAS or RANDOM-NAS)."""
     if name not in REGISTRY:
         raise ValueError(f"unknown search algorithm {name!r}; expected one of {', '.join(REGISTRY)}")
     return REGISTRY[name]

@@ -1,7 +1,9 @@
-"""The one bilevel search loop, shared by GDAS, DARTS-V1 and DARTS-V2 on every space.
+"""The one bilevel search loop, shared by every algorithm of the registry on every space it searches.
 
 Per iteration: a weight step on the train batch, then an architecture step on the valid batch. Per epoch: the LR
-and tau schedules, metrics, the genotype, the alphas, the benchmark look-up, then (through the epoch skeleton of
+and tau schedules, the algorithm's optional phases after the steps (`algorithm_phases`: ENAS trains its controller,
+SETN / ENAS / RSPS choose the genotype the epoch reports), metrics, the genotype, the alphas, the benchmark look-up,
+then (through the epoch skeleton of
 `xautodl.runtime.epochs`) the checkpoints and the summary JSON. Re-running resumes from the last complete epoch,
 or from the step a SIGTERM stopped it at; the data order, augmentation and Gumbel samples depend only on saved
 state (the epoch's loader streams, the mixer's generator), so a resumed run follows the same trajectory as an
@@ -9,10 +11,11 @@ uninterrupted one.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from torch import nn
 
@@ -23,7 +26,11 @@ from ..runtime.distributed import broadcast_buffers, checksums_per_rank, world_i
 from ..runtime.epochs import EpochLoop, EpochOptions
 from ..runtime.run_record import RunFiles, new_record, write_record
 from ..runtime.precision import to_channels_last
-from .algorithms import SearchAlgorithm
+from .algorithms import Batch, SearchAlgorithm
+
+# An algorithm's phase p after an epoch's steps draws the valid side's passes from p * PHASE_PASSES on, numbers the
+# steps never reach: its batches are its own, and the same after a resume.
+PHASE_PASSES = 1_000_000
 
 class Supernet(Protocol):
     """What the loop needs from a space's supernet."""
@@ -94,6 +101,7 @@ class SearchLoop(EpochLoop):
         self.run = run
         self.tau_range, self.mixer = tau_range, mixer  # tau_range: (tau_max, tau_min), None without annealing
         self.benchmark, self.channels_last = benchmark, channels_last
+        self.selected_genotype = None  # the algorithm's choice for the last epoch run (`select_genotype`)
 
     # ----------------------------------------------------------------------------------- the skeleton's hooks
     def stateful(self) -> dict[str, Any]:
@@ -101,10 +109,11 @@ class SearchLoop(EpochLoop):
                    "a_optimizer": self.algorithm.a_optimizer}
         if self.mixer is not None:
             objects["mixer"] = self.mixer
+        objects.update(self.algorithm.state_objects())
         return objects
 
     def extra_state(self) -> dict:
-        return {"genotype": self.model.genotype().to_dict(), "args": self.run.args}
+        return {"genotype": self.genotype().to_dict(), "args": self.run.args}
 
     def best_entry(self, epoch: int, entry: dict) -> dict:
         return {"epoch": epoch, "valid_acc": entry["valid_acc"], "genotype": entry["genotype"]}
@@ -133,12 +142,33 @@ class SearchLoop(EpochLoop):
         # Weights and alphas stay equal across ranks (averaged gradients); BN statistics are rank 0's.
         broadcast_buffers(self.model)
         metrics = progress.meter.read()
-        metrics.update(epoch=epoch, tau=tau, lr=lr, seconds=progress.seconds())
+        metrics.update(epoch=epoch, tau=tau, lr=lr, algorithm=self.algorithm_phases(epoch), seconds=progress.seconds())
         return metrics
+
+    # --------------------------------------------------------------------------- the algorithm's optional phases
+    def algorithm_phases(self, epoch: int) -> dict[str, float]:
+        """The algorithm's work after the epoch's steps: `after_epoch`, then `select_genotype` (kept in
+        `selected_genotype`); the metrics they report."""
+        metrics = dict(self.algorithm.after_epoch(self.phase_batches(epoch, 1)))
+        selection = self.algorithm.select_genotype(self.phase_batches(epoch, 2), final=epoch + 1 == self.total_epochs)
+        if selection is not None:
+            self.selected_genotype, selection_metrics = selection
+            metrics.update(selection_metrics)
+        return metrics
+
+    def phase_batches(self, epoch: int, phase: int) -> Iterator[Batch]:
+        """Endless valid batches of `epoch` for the algorithm's phase `phase` (see PHASE_PASSES)."""
+        passes = itertools.count(phase * PHASE_PASSES)
+        for x, y in itertools.chain.from_iterable(self.loader.valid.batches(epoch, cycle) for cycle in passes):
+            yield to_channels_last(x, self.channels_last), y
+
+    def genotype(self) -> Any:
+        """The genotype the run reports: the algorithm's choice, or else the supernet's own."""
+        return self.model.genotype() if self.selected_genotype is None else self.selected_genotype
 
     def record(self, metrics: dict) -> dict:
         """Genotype, benchmark look-up, logs and TensorBoard for a finished epoch; returns the history entry."""
-        genotype = self.model.genotype()
+        genotype = self.genotype()
         alphas = self.model.alpha_table()
         entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict(), alphas=alphas)
         if self.benchmark is not None:
@@ -153,6 +183,9 @@ class SearchLoop(EpochLoop):
         self.logger.log(f"epoch {epoch + 1:3d} edges: {edge_confidence(alphas, self.model.op_names)}")
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
+        if metrics["algorithm"]:
+            self.logger.log(f"epoch {epoch + 1:3d} {self.run.algorithm}: "
+                            + ", ".join(f"{key} {value:.4g}" for key, value in metrics["algorithm"].items()))
         scalars = {f"search/{k}": metrics[k] for k in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "tau")
                    if metrics[k] is not None}
         for edge, probs in alphas.items():
@@ -162,6 +195,7 @@ class SearchLoop(EpochLoop):
         for dataset, accuracies in (entry.get("benchmark") or {}).get("accuracy", {}).items():
             for split, accuracy in accuracies.items():
                 scalars[f"benchmark/{dataset}/{split}"] = accuracy
+        scalars.update({f"algorithm/{key}": value for key, value in metrics["algorithm"].items()})
         self.logger.scalars(scalars, epoch, run=self.files.tensorboard)
         rows = [[h["epoch"] + 1, h["genotype"], h["valid_acc"]] for h in self.history]
         self.logger.table("search/genotypes", ["epoch", "genotype", "valid_acc"],
@@ -192,7 +226,7 @@ class SearchLoop(EpochLoop):
     def summary(self) -> dict:
         """The run record of the search so far (`xautodl.runtime.run_record`; the search section holds the final
         genotype and the op order of every alphas row in the history)."""
-        final = self.model.genotype() if not self.history else None
+        final = self.genotype() if not self.history else None
         section = {
             "space": self.run.space,
             "algorithm": self.run.algorithm,

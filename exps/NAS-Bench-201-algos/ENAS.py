@@ -1,0 +1,9 @@
+"""ENAS architecture search on the NAS-Bench-201 space.
+
+Usage: python exps/NAS-Bench-201-algos/ENAS.py --dataset cifar10 --track_running_stats 1 --rand_seed -1 [flags]
+(see `--help`; the driver is scripts-search/algos/ENAS.sh).
+"""
+from xautodl.commands.search import main
+
+if __name__ == "__main__":
+    main("ENAS")

@@ -1,0 +1,9 @@
+"""SETN architecture search on the NAS-Bench-201 space.
+
+Usage: python exps/NAS-Bench-201-algos/SETN.py --dataset cifar10 --track_running_stats 1 --rand_seed -1 [flags]
+(see `--help`; the driver is scripts-search/algos/SETN.sh).
+"""
+from xautodl.commands.search import main
+
+if __name__ == "__main__":
+    main("SETN")
