@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xautodl.search.algorithms import build_algorithm, build_mixer  # noqa: E402
+from xautodl.search.registry import build_algorithm, build_mixer  # noqa: E402
 from xautodl.spaces import get_space  # noqa: E402
 
 # Ops dispatched per iteration (C=16, N=5, contiguous layout, seeds as below), measured with this harness on

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xautodl.datasets import BatchAugment, ImageTensors, SearchLoader, TensorLoader, dataset_info  # noqa: E402
 from xautodl.runtime import RunLogger  # noqa: E402
 from xautodl.runtime.precision import to_channels_last  # noqa: E402
-from xautodl.search.algorithms import build_algorithm  # noqa: E402
+from xautodl.search.registry import build_algorithm  # noqa: E402
 from xautodl.search.loop import SearchLoop, SearchRun  # noqa: E402
 from xautodl.search.mixing import GumbelHardMixer  # noqa: E402
 from xautodl.spaces.nas201 import NB201Supernet  # noqa: E402

@@ -42,7 +42,7 @@ def ours_layout(model: nn.Module) -> tuple[nn.Module, torch.memory_format]:
 
 
 def ours_search(case: str):
-    from xautodl.search.algorithms import build_algorithm
+    from xautodl.search.registry import build_algorithm
     from xautodl.search.mixing import GumbelHardMixer
     from xautodl.spaces.nasnet import NASNetSupernet
 

@@ -55,7 +55,7 @@ def gdas_iteration_gflop(batch_size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     sys.path.insert(0, str(REPO_ROOT))
-    from xautodl.search.algorithms import build_algorithm
+    from xautodl.search.registry import build_algorithm
     from xautodl.search.mixing import GumbelHardMixer
     from xautodl.spaces.nas201 import NB201Supernet
 

@@ -83,7 +83,7 @@ def build_ours(algo: str, device: torch.device, seed: int, channels_last: str = 
     import_checked_xautodl()
     from xautodl.config_utils import load_config
     from xautodl.config_utils.defaults import search_config
-    from xautodl.search.algorithms import build_algorithm, build_mixer
+    from xautodl.search.registry import build_algorithm, build_mixer
     from xautodl.runtime.precision import use_channels_last
     from xautodl.spaces.nas201 import NB201Supernet
     from xautodl.optim.optimizers import build_criterion, build_optimizer

@@ -189,7 +189,7 @@ def test_darts_mixes_every_op_but_none():
 def test_supernet_equals_its_textbook_twin(space, algorithm, layout):
     """Every fast op and mixer path against its textbook form (`reference_ops.textbook_twin`): logits, alpha and
     weight gradients and BN statistics of a whole supernet, in float64."""
-    from xautodl.search.algorithms import build_mixer
+    from xautodl.search.registry import build_mixer
     from xautodl.spaces import get_space
 
     def run(textbook: bool):

@@ -37,7 +37,7 @@ from torch import nn
 
 from conftest import RecordingMixer
 from parity_protocol import run_controller_case, run_model_case
-from xautodl.search.algorithms import build_mixer
+from xautodl.search.registry import build_mixer
 from xautodl.search.enas import Controller
 from xautodl.search.mixing import GumbelSample
 from xautodl.spaces.genotypes import parse_genotype

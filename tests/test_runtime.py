@@ -211,7 +211,7 @@ def _entry_parsers():
     import argparse
 
     from xautodl.commands import basic_main, bench, demo, search, summary, train_a_net
-    from xautodl.search.algorithms import ALGORITHMS
+    from xautodl.search.registry import ALGORITHMS
 
     parsers = {f"{name}.py": search.build_parser(name) for name in ALGORITHMS}
     parsers.update({"basic-main.py": basic_main.build_parser(), "main.py": train_a_net.build_parser(),

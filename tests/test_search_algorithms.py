@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from conftest import batch, tiny_supernet
-from xautodl.search.algorithms import build_algorithm
+from xautodl.search.registry import build_algorithm
 from xautodl.search.loop import tau_at
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer
 
@@ -99,7 +99,7 @@ def test_weight_step_gradient_is_the_same_with_the_alphas_frozen(algorithm):
     """The weight step runs its forward with the alphas frozen (no mixing graph); the weight gradients must equal
     those of a forward that tracks the alphas."""
     from xautodl.search.algorithms import frozen
-    from xautodl.search.algorithms import build_mixer
+    from xautodl.search.registry import build_mixer
 
     def weight_grads(freeze: bool) -> list[torch.Tensor | None]:
         model = tiny_supernet(build_mixer(algorithm, tau=5.0, seed=4), seed=3)

@@ -19,7 +19,7 @@ import xautodl.tf  # noqa: E402,F401  first: it loads what must come before Tens
 
 tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed (pip install -e '.[tf]')")
 
-from xautodl.search.algorithms import build_algorithm  # noqa: E402
+from xautodl.search.registry import build_algorithm  # noqa: E402
 from xautodl.search.mixing import GumbelHardMixer, SoftmaxMixer  # noqa: E402
 from xautodl.spaces import nas201  # noqa: E402
 from xautodl.tf.mixing import GumbelSample, SoftmaxSample  # noqa: E402

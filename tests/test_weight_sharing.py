@@ -19,7 +19,7 @@ from xautodl.config_utils import load_config
 from xautodl.errors import ConfigError
 from xautodl.optim.schedules import schedule_from_config
 from xautodl.runtime import load_checkpoint
-from xautodl.search.algorithms import build_algorithm
+from xautodl.search.registry import build_algorithm
 from xautodl.search.enas import ENAS
 from xautodl.search.loop import SearchLoop
 from xautodl.search.weight_sharing import ArchMixer
@@ -62,7 +62,7 @@ def test_tiny_search_writes_the_outputs_with_the_selected_genotype(tmp_path, alg
     assert list(run_dir.rglob("events.out.tfevents.*"))
     written = json.loads((run_dir / "seed-5-summary.json").read_text())
     history = written["history"]
-    assert len(history) == 2 and written["final_genotype"] == history[-1]["genotype"] == summary["final_genotype"]
+    assert len(history) == 2 and written["search"]["final_genotype"] == history[-1]["genotype"] == summary["search"]["final_genotype"]
     candidates = [entry["algorithm"]["selection_candidates"] for entry in history]
     assert candidates == ([2, 4] if algorithm == "ENAS" else [3, 3])  # ENAS: more samples for the final choice
     state = final_state(tmp_path)
@@ -198,7 +198,7 @@ def test_driver_runs_a_tiny_search(tmp_path, algorithm):
                             env={**os.environ, "OMP_NUM_THREADS": "1", "NPROC": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "seed-7-summary.json").read_text())
-    assert summary["algorithm"] == algorithm and summary["final_genotype"].startswith("|")
+    assert summary["search"]["algorithm"] == algorithm and summary["search"]["final_genotype"].startswith("|")
 
 
 @pytest.mark.slow
@@ -217,4 +217,4 @@ def test_two_process_search_keeps_ranks_identical(tmp_path, algorithm):
     checksums = re.search(r"parameter checksums per rank: \[([^\]]*)\]", log).group(1).split(", ")
     assert len(checksums) == 2 and checksums[0] == checksums[1]
     summary = json.loads((run_dir / "seed-3-summary.json").read_text())
-    assert len(summary["history"]) == 2 and summary["final_genotype"].startswith("|")
+    assert len(summary["history"]) == 2 and summary["search"]["final_genotype"].startswith("|")

@@ -33,7 +33,7 @@ from ..runtime.precision import add_speed_flags, check_amp, to_channels_last, us
 from ..spaces import SPACE_NAMES, canonical_space_name, get_space
 from ..optim.optimizers import build_criterion, build_optimizer
 from ..optim.schedules import schedule_from_config
-from ..search.algorithms import build_algorithm, build_mixer, get_algorithm
+from ..search.registry import build_algorithm, build_mixer, get_algorithm
 from ..search.loop import SearchLoop, SearchRun
 from .train_a_net import driver_command as train_a_net_command
 

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spaces.nas201 import Arch
 from .algorithms import Batch
-from .weight_sharing import OpIndices, WeightSharingSearch, sum_over_ranks
+from ..runtime.distributed import sum_over_ranks
+from .weight_sharing import OpIndices, WeightSharingSearch
 
 CONTROLLER_GRAD_CLIP = 5.0
 
@@ -116,7 +116,7 @@ class ENAS(WeightSharingSearch):
     def sample_arch(self) -> OpIndices:
         return self.sample(1)[0]
 
-    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Arch, dict[str, float]]:
+    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]]:
         return self.best_of(self.sample(self.final_samples if final else self.epoch_samples), batches)
 
     def accuracy(self, arch: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> float:

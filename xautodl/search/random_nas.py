@@ -9,9 +9,8 @@ RANDOM-NAS.py`):
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
-from ..spaces.nas201 import Arch
 from .algorithms import Batch
 from .weight_sharing import OpIndices, WeightSharingSearch
 
@@ -27,5 +26,5 @@ class RandomNAS(WeightSharingSearch):
     def sample_arch(self) -> OpIndices:
         return self.uniform_arch()
 
-    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Arch, dict[str, float]]:
+    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]]:
         return self.best_of([self.uniform_arch() for _ in range(self.select_num)], batches)

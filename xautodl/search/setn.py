@@ -11,12 +11,11 @@ setn` does the same):
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from ..spaces.nas201 import Arch
 from .algorithms import Batch, SearchAlgorithm
 from .weight_sharing import OpIndices, WeightSharingSearch
 
@@ -37,7 +36,7 @@ class SETN(WeightSharingSearch):
         self.mixer.arch = None  # softmax(alpha) mixing
         return SearchAlgorithm.arch_step(self, train, valid)
 
-    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Arch, dict[str, float]]:
+    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]]:
         return self.best_of(self.templates(self.select_num), batches)
 
     def templates(self, count: int) -> list[OpIndices]:

@@ -11,16 +11,15 @@ An architecture is a list of op indices, one per edge in the supernet's edge ord
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import math
 
 import torch
-import torch.distributed as dist
 
 from ..errors import ConfigError
-from ..runtime.distributed import world_info
-from ..spaces.nas201 import Arch
+from ..runtime.distributed import sum_over_ranks, world_info
+from ..runtime.precision import autocast
 from .algorithms import Batch, SearchAlgorithm
 from .mixing import SoftmaxMixer
 
@@ -71,12 +70,6 @@ class ArchMixer:
         self.generator.set_state(state["generator"])
 
 
-def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` summed over the processes of a torchrun job (itself for one process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor)
-    return tensor
-
 
 class WeightSharingSearch(SearchAlgorithm):
     """The weight step on the architecture `sample_arch` draws; by default no architecture step (the valid batch
@@ -111,21 +104,22 @@ class WeightSharingSearch(SearchAlgorithm):
         return super().weight_step(x, y)
 
     def arch_step(self, train: Batch, valid: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            loss, logits = self._loss(*valid)
+        with torch.no_grad(), autocast(self.amp, self.device):
+            logits = self.forward_model(valid[0])
+            loss = self.criterion(logits, valid[1])
         if self.scaler is not None:
             self.scaler.update()
         return loss.detach(), logits.detach()
 
-    def genotype_of(self, arch: Sequence[int]) -> Arch:
-        """The NAS-Bench-201 cell whose edges carry the ops of indices `arch`."""
-        return Arch.from_edge_ops([self.model.op_names[k] for k in arch])
+    def genotype_of(self, arch: Sequence[int]) -> Any:
+        """The cell whose edges carry the ops of indices `arch` (the supernet's `genotype_of`)."""
+        return self.model.genotype_of(arch)
 
     def top1_counts(self, arch: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """[correct, images] of architecture `arch` on a batch (float64, on the device), without a gradient."""
         self.mixer.arch = list(arch)
-        with torch.no_grad():
-            _, logits = self._loss(x, y)
+        with torch.no_grad(), autocast(self.amp, self.device):
+            logits = self.forward_model(x)
             correct = (logits.argmax(dim=-1) == y).sum()
         return torch.stack([correct.double(), torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)])
 
@@ -138,7 +132,7 @@ class WeightSharingSearch(SearchAlgorithm):
             total, images = counts if total is None else total + counts, images + y.numel()
         return total
 
-    def best_of(self, candidates: Sequence[Sequence[int]], batches: Iterator[Batch]) -> tuple[Arch, dict[str, float]]:
+    def best_of(self, candidates: Sequence[Sequence[int]], batches: Iterator[Batch]) -> tuple[Any, dict[str, float]]:
         """The candidate of highest top-1 accuracy, each scored (`score`) with the supernet in eval mode (the first
         of equal ones, as the original's `np.argmax`), with that accuracy (%) and the number of candidates. Under
         torchrun a candidate's accuracy is over the batches of every process, so all choose alike."""

@@ -340,8 +340,11 @@ class NB201Supernet(_MacroNet):
 
     def genotype(self) -> Arch:
         """The cell with the highest-alpha op on every edge (`none` included, as NAS-Bench-201's search does)."""
-        best = self.arch_parameters.detach().argmax(dim=-1).tolist()
-        return Arch.from_edge_ops([self.op_names[k] for k in best])
+        return self.genotype_of(self.arch_parameters.detach().argmax(dim=-1).tolist())
+
+    def genotype_of(self, op_indices: Sequence[int]) -> Arch:
+        """The cell whose edges carry the ops of indices `op_indices` (one per edge, in alpha-row order)."""
+        return Arch.from_edge_ops([self.op_names[k] for k in op_indices])
 
     def alpha_table(self) -> dict[str, list[float]]:
         """softmax(alpha) of every edge, keyed 'node<-input', in op_names order (for logging)."""
