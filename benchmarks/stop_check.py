@@ -7,8 +7,8 @@ epoch) is measured beside it. Microseconds the calling process spends per step.
 
 Between two calls each process works for `--step_ms` (the step: CPU busy, or with --idle asleep, as while it
 waits for a GPU). Rank 0 prints the medians over 5 rounds and
-their spread. A CPU NAS-Bench-201 GDAS search iteration (batch 64) takes about 350 ms here (the README's speed
-table: 185 img/s).
+their spread. A CPU NAS-Bench-201 GDAS search iteration (batch 64) takes about 350 ms here (docs/speed.md:
+185 img/s).
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ from ..spaces.ops import NB201_OPS
 from ..train.loop import Trainer, TrainSettings
 from . import search as search_cli
 
-# The search, chosen by measurement on 2 CPU cores (2026-12-02; the README's demo section has the figures). With the
+# The search, chosen by measurement on 2 CPU cores (2026-12-02; docs/demo.md has the figures). With the
 # paper's settings (LR 0.025, arch LR 3e-4, batch 64) 8 epochs left the supernet at 9-17% train accuracy and every
 # softmax(alpha) at 0.20. Measured alternatives: C=8, N=2 (2x slower per step, the supernet at 60-80% after 720
 # steps, alphas drifting to none / avg_pool cells); an arch LR of 1e-2 (alphas commit before the weights have

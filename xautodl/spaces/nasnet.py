@@ -151,7 +151,7 @@ class NASNetSupernet(nn.Module):
 
     A GDAS edge here outputs h[chosen] * op_chosen(x) only, as the original's NASNet cell does: the alphas get their
     gradient through the chosen op's weight alone (the NAS-Bench-201 cell also adds the value-zero weights of the
-    other ops). `unsampled_gradient=True` adds them here too (see the README, "Where this differs").
+    other ops). `unsampled_gradient=True` adds them here too (see docs/parity.md, "Where this differs").
     """
 
     def __init__(self, C: int, N: int, steps: int, multiplier: int, stem_multiplier: int, num_classes: int,
