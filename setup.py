@@ -33,6 +33,8 @@ setup(
         "graphviz",
     ],
     # tf: the TensorFlow GDAS (exps-tf/GDAS.py, xautodl.tf); 2.21 coexists with torch 2.14 and this tensorboard.
-    extras_require={"test": ["pytest", "pytest-timeout"], "tf": ["tensorflow>=2.16"]},
+    # bohb: the BOHB multi-trial search (xautodl/trials/bohb.py): Optuna's TPE sampler and Hyperband pruner.
+    extras_require={"test": ["pytest", "pytest-timeout", "optuna>=3.0"], "tf": ["tensorflow>=2.16"],
+                    "bohb": ["optuna>=3.0"]},
     license="MIT",
 )
