@@ -18,7 +18,7 @@ from conftest import REPO
 from nats_fakes import TINY_ARCHS, TINY_BEST, TINY_OPS, tiny_score, write_tiny_benchmark
 from xautodl.bench.nats import NatsBenchmark
 from xautodl.commands.trials import main, run
-from xautodl.errors import DataError
+from xautodl.errors import DataError, XAutoDLError
 from xautodl.trials import ALGORITHMS, TrialLoop
 from xautodl.trials.bohb import budgets
 from xautodl.trials.loop import arch_string
@@ -220,3 +220,9 @@ def test_the_tiny_benchmark_has_one_best_cell():
     scores = sorted(tiny_score(arch) for arch in TINY_ARCHS)
     assert scores[-1] == tiny_score(TINY_BEST) > scores[-2]
     assert arch_string(("nor_conv_3x3",) * 6) in TINY_ARCHS
+
+
+def test_bohb_without_optuna_says_how_to_install_it(bench, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # a None entry makes `import optuna` fail
+    with pytest.raises(XAutoDLError, match="pip install optuna"):
+        search(bench, "BOHB", seed=0, budget=1000)

@@ -8,14 +8,19 @@ Each evaluation at a budget is charged as a fresh training run of that many epoc
 """
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import warnings
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import optuna
-
+from ..errors import XAutoDLError
 from .loop import NUM_EDGES, PROXY_EPOCHS, TrialAlgorithm, TrialLoop, setting
+
+if TYPE_CHECKING:
+    import optuna
 
 # BOHB's model needs d + 1 observations (hpbandster's min_points_in_model default); cells before that are random.
 STARTUP_TRIALS = NUM_EDGES + 1
@@ -36,9 +41,20 @@ def budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
     return sorted({max(1, int(max_epochs * eta ** -k)) for k in range(s_max, -1, -1)})
 
 
+def import_optuna() -> ModuleType:
+    """Optuna, imported on first use: it is an optional dependency (the `bohb` extra), so the other searches run
+    without it."""
+    try:
+        return importlib.import_module("optuna")
+    except ImportError:
+        raise XAutoDLError("BOHB needs Optuna, which is not installed: pip install optuna "
+                           "(or pip install -e '.[bohb]' in the checkout)") from None
+
+
 def bohb(trials: TrialLoop, rng: random.Random, settings: BOHBSettings) -> optuna.Study:
     """Ask Optuna for a cell, evaluate it at rising budgets until the pruner stops it or it reaches 12 epochs,
     tell Optuna, while the budget lasts; returns the study."""
+    optuna = import_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():  # multivariate TPE is marked experimental; BOHB's density model is multivariate
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
