@@ -32,6 +32,7 @@ TSS_FOLDERS = (f"{TSS_BASE_NAME}-simple", f"{TSS_BASE_NAME}-full")
 TSS_FILE = f"{TSS_BASE_NAME}.pickle.pbz2"
 META_FILE = "meta.pickle.pbz2"
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+LOADED_ARCH_FILES = 16  # arch files of the folder form kept in memory at most (see NatsBenchmark._keep_few_loaded)
 
 
 # Beyond numpy values and built-in containers (the datasets' allow-list), the only global nats_bench's format may
@@ -171,6 +172,7 @@ class NatsBenchmark:
                             "delete it and fetch it again with `python -m xautodl.bench download`") from error
         self._cache: dict[tuple[str, str], BenchResult] = {}
         self._trials: dict[tuple[str, str, str, int | None], tuple[SimulatedTrial, ...]] = {}
+        self._loaded: collections.deque[int] = collections.deque()  # arch files held by nats_bench, oldest first
 
     def __len__(self) -> int:
         return len(self.api)
@@ -201,7 +203,7 @@ class NatsBenchmark:
                 raise DataError(f"the benchmark at {self.path} has no {hp}-epoch validation results with training "
                                 f"times on {dataset} for arch {index} ({arch_str}): {error!r}") from error
             finally:
-                self._forget(index)
+                self._keep_few_loaded(index)
         return self._trials[key]
 
     def _simulated_trial(self, index: int, dataset: str, hp: str, epoch: int | None, seed: int) -> SimulatedTrial:
@@ -216,12 +218,16 @@ class NatsBenchmark:
                             "the benchmark files may be incomplete, fetch them again")
         return index
 
-    def _forget(self, index: int) -> None:
+    def _keep_few_loaded(self, index: int) -> None:
         # The folder form keeps every arch file it read in memory (megabytes each: every epoch of every trial), which
-        # a multi-trial search over thousands of archs cannot afford; the few numbers used are cached above, and the
-        # file is read again if ever needed. The single-file form holds everything from the start: nothing to drop.
-        if self.api.fast_mode:
-            self.api.arch2infos_dict.pop(index, None)
+        # a multi-trial search over thousands of archs cannot afford: only the last few files read stay (a search
+        # often asks for the 200-epoch results of the arch it just evaluated), the numbers used are cached above, and
+        # a dropped file is read again if ever needed. The single-file form holds everything from the start.
+        if not self.api.fast_mode or index in self._loaded:
+            return
+        self._loaded.append(index)
+        while len(self._loaded) > LOADED_ARCH_FILES:
+            self.api.arch2infos_dict.pop(self._loaded.popleft(), None)
 
     def _lookup(self, arch_str: str, hp: str) -> BenchResult:
         index = self._index(arch_str)
@@ -233,7 +239,7 @@ class NatsBenchmark:
             raise DataError(f"the benchmark at {self.path} has no complete {hp}-epoch results for arch {index} "
                             f"({arch_str}): {error!r}") from error
         finally:
-            self._forget(index)
+            self._keep_few_loaded(index)
         return BenchResult(arch=arch_str, index=index, hp=hp, datasets=datasets)
 
     def _dataset_result(self, index: int, dataset: str, hp: str) -> DatasetResult:
