@@ -229,3 +229,13 @@ def test_bohb_without_optuna_says_how_to_install_it(bench, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # a None entry makes `import optuna` fail
     with pytest.raises(XAutoDLError, match="pip install optuna"):
         search(bench, "BOHB", seed=0, budget=1000)
+
+
+@pytest.mark.parametrize("name, flags", [
+    ("R-EA", ["--ea_population", "0"]), ("R-EA", ["--ea_sample_size", "x"]), ("REINFORCE", ["--EMA_momentum", "1"]),
+    ("BOHB", ["--min_epochs", "13"]), ("BOHB", ["--eta", "1"]), ("RANDOM", ["--op_names", "none"]),
+])
+def test_settings_out_of_range_are_refused(name, flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(name, flags)
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(f"error: argument {flags[0]}")

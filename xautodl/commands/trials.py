@@ -48,7 +48,7 @@ def build_parser(algorithm: TrialAlgorithm) -> argparse.ArgumentParser:
     parser.add_argument("--op_names", type=op_list, default=NB201_OPS,
                         help="the ops a cell's edges may take, comma-separated (default: all five of NAS-Bench-201)")
     for field in dataclasses.fields(algorithm.settings_type):
-        parser.add_argument(field.metadata["flag"], dest=field.name, type=type(field.default), default=field.default,
+        parser.add_argument(field.metadata["flag"], dest=field.name, type=field.metadata["parse"], default=field.default,
                             help=field.metadata["help"])
     return parser
 

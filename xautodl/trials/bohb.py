@@ -8,6 +8,7 @@ Each evaluation at a budget is charged as a fresh training run of that many epoc
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import math
 import random
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..errors import XAutoDLError
+from ..runtime.flags import positive_int
 from .loop import NUM_EDGES, PROXY_EPOCHS, TrialAlgorithm, TrialLoop, setting
 
 if TYPE_CHECKING:
@@ -27,11 +29,29 @@ STARTUP_TRIALS = NUM_EDGES + 1
 STUDY_NAME = "bohb"  # the pruner assigns Hyperband brackets from a hash of the study name and trial number
 
 
+def reduction_factor(text: str) -> int:
+    """argparse type: an integer >= 2."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {value}")
+    return value
+
+
+def epochs_of_schedule(text: str) -> int:
+    """argparse type: an epoch count within the benchmark's 12-epoch schedule."""
+    value = positive_int(text)
+    if value > PROXY_EPOCHS:
+        raise argparse.ArgumentTypeError(f"expected 1 to {PROXY_EPOCHS} epochs, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class BOHBSettings:
-    num_samples: int = setting(4, "--num_samples", "candidates the model draws per proposal (TPE's n_ei_candidates)")
-    eta: int = setting(3, "--eta", "Hyperband's reduction factor between budgets")
-    min_epochs: int = setting(1, "--min_epochs", "smallest budget, in epochs of the 12-epoch schedule")
+    num_samples: int = setting(4, "--num_samples", "candidates the model draws per proposal (TPE's n_ei_candidates)",
+                               positive_int)
+    eta: int = setting(3, "--eta", "Hyperband's reduction factor between budgets (2 or more)", reduction_factor)
+    min_epochs: int = setting(1, "--min_epochs", f"smallest budget, in epochs of the {PROXY_EPOCHS}-epoch schedule",
+                              epochs_of_schedule)
 
 
 def budgets(min_epochs: int, max_epochs: int, eta: int) -> list[int]:

@@ -115,10 +115,11 @@ class TrialLoop:
         }
 
 
-def setting(default: Any, flag: str, help: str) -> Any:
-    """A field of an algorithm's settings dataclass: its default and the command-line flag that sets it (the
-    original's flag name), defined once for the search and its command."""
-    return field(default=default, metadata={"flag": flag, "help": help})
+def setting(default: Any, flag: str, help: str, parse: Callable[[str], Any]) -> Any:
+    """A field of an algorithm's settings dataclass: its default, the command-line flag that sets it (the
+    original's flag name) and the argparse type that reads and checks it, defined once for the search and its
+    command."""
+    return field(default=default, metadata={"flag": flag, "help": help, "parse": parse})
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..runtime.flags import positive_int
 from ..spaces.nas201 import NUM_NODES
 from .loop import Cell, TrialAlgorithm, TrialLoop, random_cell, setting
 
 
 @dataclass(frozen=True)
 class EvolutionSettings:
-    population: int = setting(10, "--ea_population", "cells kept in the population")
-    sample_size: int = setting(3, "--ea_sample_size", "members drawn (with replacement) for each tournament")
+    population: int = setting(10, "--ea_population", "cells kept in the population", positive_int)
+    sample_size: int = setting(3, "--ea_sample_size", "members drawn (with replacement) for each tournament",
+                               positive_int)
 
 
 Member = tuple[Cell, float]  # a cell and its validation accuracy

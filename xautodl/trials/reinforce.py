@@ -5,18 +5,32 @@ bias-corrected exponential moving average of the rewards, updated with the curre
 result is the best cell evaluated (not the policy's argmax), as in the original's final version."""
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass
 
 import torch
 
+from ..runtime.flags import positive_float
 from .loop import NUM_EDGES, Cell, TrialAlgorithm, TrialLoop, setting
+
+
+def momentum(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class ReinforceSettings:
-    learning_rate: float = setting(0.01, "--learning_rate", "Adam learning rate of the policy")
-    ema_momentum: float = setting(0.9, "--EMA_momentum", "momentum of the moving-average baseline")
+    learning_rate: float = setting(0.01, "--learning_rate", "Adam learning rate of the policy", positive_float)
+    ema_momentum: float = setting(0.9, "--EMA_momentum", "momentum of the moving-average baseline, in [0, 1)",
+                                  momentum)
 
 
 class MovingAverage:
