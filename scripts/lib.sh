@@ -91,3 +91,24 @@ nasnet_search() {
   run_entry "exps/NAS-Bench-201-algos/$entry" --dataset "$dataset" --track_running_stats "$bn" --rand_seed "$seed" \
     --model_config "configs/search-archs/$arch_config" "$@"
 }
+
+# nats_trials ENTRY USAGE DATASET FLAGS ARGS...: a multi-trial search over NATS-Bench (exps/NATS-algos/ENTRY, one
+# process: a trial is a benchmark look-up, nothing to spread over GPUs). The positional ARGS go, in order, to the
+# flags named in FLAGS (space-separated). DATASET "required": the first positional is the dataset; "optional": a
+# leading dataset name may be given (the original's latest drivers), else the entry point's default (cifar10, as the
+# drivers of the NAS-Bench-201 paper). Extra flags pass through.
+nats_trials() {
+  local entry="$1" usage="$2" dataset_mode="$3" flags="$4"; shift 4
+  local forwarded=() flag
+  if [ "$dataset_mode" = required ]; then
+    flags="--dataset $flags"
+  elif [ $# -gt 0 ] && [[ "$1" =~ ^(cifar10|cifar100|ImageNet16-120)$ ]]; then
+    forwarded=(--dataset "$1"); shift
+  fi
+  for flag in $flags; do
+    [ $# -gt 0 ] && [[ "$1" != --* ]] || usage_exit "$usage"
+    forwarded+=("$flag" "$1"); shift
+  done
+  [ $# -eq 0 ] || [[ "$1" == --* ]] || usage_exit "$usage"
+  exec "$(xautodl_python)" "$XAUTODL_ROOT/exps/NATS-algos/$entry" "${forwarded[@]}" "$@"
+}

@@ -32,6 +32,7 @@ TSS_FOLDERS = (f"{TSS_BASE_NAME}-simple", f"{TSS_BASE_NAME}-full")
 TSS_FILE = f"{TSS_BASE_NAME}.pickle.pbz2"
 META_FILE = "meta.pickle.pbz2"
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+LOADED_ARCH_FILES = 16  # arch files of the folder form kept in memory at most (see NatsBenchmark._keep_few_loaded)
 
 
 # Beyond numpy values and built-in containers (the datasets' allow-list), the only global nats_bench's format may
@@ -109,6 +110,17 @@ class DatasetResult:
 
 
 @dataclass(frozen=True)
+class SimulatedTrial:
+    """One trained trial of the benchmark read as a search's evaluation (as nats_bench's `simulate_train_eval`):
+    the validation accuracy (%) after `epochs` epochs and the simulated cost in seconds (training up to that epoch
+    plus one pass over the validation data)."""
+
+    seed: int
+    valid_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
 class BenchResult:
     """What NATS-Bench reports for one arch: its index and, per dataset setting, accuracies and cost."""
 
@@ -159,6 +171,8 @@ class NatsBenchmark:
             raise DataError(f"cannot read the NATS-Bench topology benchmark at {self.path}: {error!r}; "
                             "delete it and fetch it again with `python -m xautodl.bench download`") from error
         self._cache: dict[tuple[str, str], BenchResult] = {}
+        self._trials: dict[tuple[str, str, str, int | None], tuple[SimulatedTrial, ...]] = {}
+        self._loaded: collections.deque[int] = collections.deque()  # arch files held by nats_bench, oldest first
 
     def __len__(self) -> int:
         return len(self.api)
@@ -171,11 +185,52 @@ class NatsBenchmark:
             self._cache[key] = self._lookup(arch_str, str(hp))
         return self._cache[key]
 
-    def _lookup(self, arch_str: str, hp: str) -> BenchResult:
+    def simulated_trials(self, arch: Arch | str, dataset: str, hp: str = "12",
+                         epoch: int | None = None) -> tuple[SimulatedTrial, ...]:
+        """Every trial (one per seed) of `arch` trained `hp` epochs on `dataset` (a dataset setting of DATASETS),
+        read after epoch `epoch` (0-based; None: the last) as a search's evaluation; a search picks one at random,
+        as nats_bench's `simulate_train_eval` does."""
+        arch_str = str(validate(arch))
+        key = (arch_str, dataset, str(hp), epoch)
+        if key not in self._trials:
+            index = self._index(arch_str)
+            try:
+                with safe_benchmark_pickles():
+                    seeds = self.api.query_meta_info_by_index(index, str(hp)).get_dataset_seeds(dataset)
+                    self._trials[key] = tuple(self._simulated_trial(index, dataset, str(hp), epoch, seed)
+                                              for seed in seeds)
+            except (AssertionError, KeyError, ValueError, TypeError, OSError, EOFError) as error:
+                raise DataError(f"the benchmark at {self.path} has no {hp}-epoch validation results with training "
+                                f"times on {dataset} for arch {index} ({arch_str}): {error!r}") from error
+            finally:
+                self._keep_few_loaded(index)
+        return self._trials[key]
+
+    def _simulated_trial(self, index: int, dataset: str, hp: str, epoch: int | None, seed: int) -> SimulatedTrial:
+        info = self.api.get_more_info(index, dataset, iepoch=epoch, hp=hp, is_random=seed)
+        return SimulatedTrial(seed=seed, valid_accuracy=float(info["valid-accuracy"]),
+                              seconds=float(info["train-all-time"] + info["valid-per-time"]))
+
+    def _index(self, arch_str: str) -> int:
         index = self.api.query_index_by_arch(arch_str)
         if index < 0:
             raise DataError(f"{arch_str} is not in the benchmark at {self.path}, which holds {len(self)} archs; "
                             "the benchmark files may be incomplete, fetch them again")
+        return index
+
+    def _keep_few_loaded(self, index: int) -> None:
+        # The folder form keeps every arch file it read in memory (megabytes each: every epoch of every trial), which
+        # a multi-trial search over thousands of archs cannot afford: only the last few files read stay (a search
+        # often asks for the 200-epoch results of the arch it just evaluated), the numbers used are cached above, and
+        # a dropped file is read again if ever needed. The single-file form holds everything from the start.
+        if not self.api.fast_mode or index in self._loaded:
+            return
+        self._loaded.append(index)
+        while len(self._loaded) > LOADED_ARCH_FILES:
+            self.api.arch2infos_dict.pop(self._loaded.popleft(), None)
+
+    def _lookup(self, arch_str: str, hp: str) -> BenchResult:
+        index = self._index(arch_str)
         try:
             with safe_benchmark_pickles():  # the folder form reads an arch's file on its first look-up
                 datasets = {name: self._dataset_result(index, name, hp) for name in DATASETS}
@@ -183,6 +238,8 @@ class NatsBenchmark:
             # nats_bench asserts on a missing per-arch file and raises KeyError for a missing hp or dataset.
             raise DataError(f"the benchmark at {self.path} has no complete {hp}-epoch results for arch {index} "
                             f"({arch_str}): {error!r}") from error
+        finally:
+            self._keep_few_loaded(index)
         return BenchResult(arch=arch_str, index=index, hp=hp, datasets=datasets)
 
     def _dataset_result(self, index: int, dataset: str, hp: str) -> DatasetResult:
