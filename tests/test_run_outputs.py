@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,9 @@ def test_a_resumed_session_hides_the_points_the_interrupted_one_logged_past_its_
     with RunLogger(tmp_path, tensorboard_dir=folder) as first:  # epochs 0-2 logged, only 0-1 checkpointed
         for step in range(3):
             first.scalar("search/valid_acc", 10.0 + step, step)
+    # A resumed session is a later process; event files are read in name order, and within one second the names of
+    # one process's writers order by a counter as text (".10" before ".9").
+    time.sleep(1.1)
     with RunLogger(tmp_path, tensorboard_dir=folder) as resumed:  # resumes after epoch 2 (index 1)
         for step in range(2, 4):
             resumed.scalar("search/valid_acc", 20.0 + step, step)

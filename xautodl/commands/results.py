@@ -53,6 +53,7 @@ class ResultRow:
     seconds: list[float] = field(default_factory=list)
     accuracies: dict[str, list[float]] = field(default_factory=dict)  # column title -> one value per run
     trajectories: list[list[tuple[int, float]]] = field(default_factory=list)  # per run: (epoch, test accuracy)
+    parameter_free: list[float] = field(default_factory=list)  # per run: the final genotype's parameter-free share
 
     @property
     def label(self) -> str:
@@ -82,6 +83,7 @@ def _add_run(row: ResultRow, summary: dict, lookup) -> None:
     row.seeds.append(summary["seed"])
     row.epochs.append((summary["epochs_done"], summary["total_epochs"]))
     row.seconds.append(float(summary["seconds"]))
+    row.parameter_free.append(100.0 * history[-1]["parameter_free_share"])
     final = history[-1].get("benchmark")
     if not final and lookup is not None and history[-1].get("genotype"):
         final = lookup(history[-1]["genotype"])
@@ -102,11 +104,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _cell(values: list[float] | None) -> str:
+def _cell(values: list[float] | None, digits: int = 2) -> str:
     if not values:
         return "-"
     mean, std = mean_std(values)
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} +- {std:.{digits}f}"
 
 
 def _epochs_text(epochs: list[tuple[int, int]]) -> str:
@@ -131,9 +133,10 @@ def _published(row: ResultRow) -> str:
 def table_cells(rows: list[ResultRow]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the table as text cells (shared by the text, Markdown and CSV forms)."""
     header = ["method", "search on", "seeds", "epochs", "search time / run", *(c[0] for c in COLUMNS),
-              "published test C10 / C100 / IN16"]
+              "param-free ops %", "published test C10 / C100 / IN16"]
     body = [[row.label, row.dataset, str(len(row.seeds)), _epochs_text(row.epochs), _time_text(row.seconds),
-             *(_cell(row.accuracies.get(c[0])) for c in COLUMNS), _published(row)] for row in rows]
+             *(_cell(row.accuracies.get(c[0])) for c in COLUMNS), _cell(row.parameter_free, digits=0), _published(row)]
+            for row in rows]
     return header, body
 
 
@@ -159,6 +162,7 @@ def format_csv(rows: list[ResultRow]) -> str:
     writer.writerow(["algorithm", "search_dataset", "bn", "seeds", "seed_list", "epochs_done", "epochs_total",
                      "search_seconds_mean", "search_seconds_std",
                      *[f"{name} {part}" for name in metric_names for part in ("mean", "std", "n")],
+                     "parameter_free_percent_mean", "parameter_free_percent_std",
                      "published_test_cifar10", "published_test_cifar100", "published_test_ImageNet16-120"])
     for row in rows:
         seconds_mean, seconds_std = mean_std(row.seconds)
@@ -171,6 +175,7 @@ def format_csv(rows: list[ResultRow]) -> str:
         writer.writerow([row.algorithm, row.dataset, row.bn, len(row.seeds), " ".join(map(str, row.seeds)),
                          min(d for d, _ in row.epochs), max(t for _, t in row.epochs),
                          _csv_number(seconds_mean), _csv_number(seconds_std), *metrics,
+                         *map(_csv_number, mean_std(row.parameter_free)),
                          *([f"{m:.2f}" for m, _ in published] if published else ["", "", ""])])
     return out.getvalue().rstrip("\n")
 
@@ -184,7 +189,9 @@ def _caption(rows: list[ResultRow]) -> str:
                         f"{len(row.seeds)} runs with benchmark figures" for row in rows)
     return ("Accuracies (%): NATS-Bench (200-epoch training, the benchmark's mean over its training seeds) of each "
             "run's final genotype, mean +- sample std over the search seeds (one seed: its value). "
-            f"{counted}. Published: NAS-Bench-201 paper Table 5 (searched on CIFAR-10).")
+            f"{counted}. Param-free ops: the share of the final genotype's ops without weights (none, skip_connect, "
+            "pooling); most of the cell means the search collapsed. Published: NAS-Bench-201 paper Table 5 (searched "
+            "on CIFAR-10).")
 
 
 def plot_test_trajectories(rows: list[ResultRow], out_path: Path) -> Path | None:

@@ -47,14 +47,30 @@ def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class SearchAlgorithm:
-    """Weight step shared by every algorithm; `arch_step` is the first-order architecture step.
+class OptionalPhases:
+    """What the search loop asks of every algorithm beyond its two steps, doing nothing unless an algorithm has it:
+    `state_objects` (state the algorithm owns, checkpointed with the run), `after_epoch` (work after an epoch's
+    steps, on valid batches: ENAS trains its controller) and `select_genotype` (the architecture an epoch reports,
+    chosen on valid batches; None: the supernet's own `genotype()`)."""
 
-    Optional phases, which do nothing here: `state_objects` (state the algorithm owns, checkpointed with the run),
-    `after_epoch` (work after an epoch's steps, on valid batches: ENAS trains its controller) and `select_genotype`
-    (the architecture an epoch reports, chosen on valid batches; None: the supernet's own `genotype()`).
-    `config` is the run's optimisation config, where an algorithm finds its own settings.
-    """
+    def state_objects(self) -> dict[str, Any]:
+        """Objects with `state_dict()` / `load_state_dict()` the algorithm owns, by checkpoint key."""
+        return {}
+
+    def after_epoch(self, batches: Iterator[Batch]) -> dict[str, float]:
+        """A phase after the epoch's steps, drawing from the endless valid `batches`; its metrics (host numbers)."""
+        return {}
+
+    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]] | None:
+        """The architecture the epoch reports, chosen on the endless valid `batches` (`final`: the run's last
+        epoch, whose choice is the search's result), with metrics of the choice; None for the supernet's
+        `genotype()`."""
+        return None
+
+
+class SearchAlgorithm(OptionalPhases):
+    """Weight step shared by every algorithm; `arch_step` is the first-order architecture step. `config` is the
+    run's optimisation config, where an algorithm finds its own settings."""
 
     def __init__(self, model: nn.Module, criterion: Callable, w_optimizer: torch.optim.Optimizer,
                  a_optimizer: torch.optim.Optimizer, grad_clip: float = 5.0, amp: str = "off",
@@ -109,20 +125,6 @@ class SearchAlgorithm:
         if self.scaler is not None:
             self.scaler.update()  # once per iteration, after both optimisers stepped
         return loss.detach(), logits.detach()
-
-    def state_objects(self) -> dict[str, Any]:
-        """Objects with `state_dict()` / `load_state_dict()` the algorithm owns, by checkpoint key."""
-        return {}
-
-    def after_epoch(self, batches: Iterator[Batch]) -> dict[str, float]:
-        """A phase after the epoch's steps, drawing from the endless valid `batches`; its metrics (host numbers)."""
-        return {}
-
-    def select_genotype(self, batches: Iterator[Batch], final: bool) -> tuple[Any, dict[str, float]] | None:
-        """The architecture the epoch reports, chosen on the endless valid `batches` (`final`: the run's last
-        epoch, whose choice is the search's result), with metrics of the choice; None for the supernet's
-        `genotype()`."""
-        return None
 
 
 class GDAS(SearchAlgorithm):

@@ -31,6 +31,8 @@ from .algorithms import Batch, SearchAlgorithm
 # An algorithm's phase p after an epoch's steps draws the valid side's passes from p * PHASE_PASSES on, numbers the
 # steps never reach: its batches are its own, and the same after a resume.
 PHASE_PASSES = 1_000_000
+# A genotype more than COLLAPSE_SHARE parameter-free for COLLAPSE_EPOCHS epochs in a row gets a warning.
+COLLAPSE_SHARE, COLLAPSE_EPOCHS = 0.5, 3
 
 class Supernet(Protocol):
     """What the loop needs from a space's supernet."""
@@ -170,7 +172,8 @@ class SearchLoop(EpochLoop):
         """Genotype, benchmark look-up, logs and TensorBoard for a finished epoch; returns the history entry."""
         genotype = self.genotype()
         alphas = self.model.alpha_table()
-        entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict(), alphas=alphas)
+        entry = dict(metrics, genotype=str(genotype), genotype_dict=genotype.to_dict(), alphas=alphas,
+                     parameter_free_share=genotype.parameter_free_share())
         if self.benchmark is not None:
             entry["benchmark"] = self.benchmark(str(genotype))
         epoch = metrics["epoch"]
@@ -183,6 +186,8 @@ class SearchLoop(EpochLoop):
         self.logger.log(f"epoch {epoch + 1:3d} edges: {edge_confidence(alphas, self.model.op_names)}")
         if entry.get("benchmark"):
             self.logger.log(f"epoch {epoch + 1:3d} benchmark: {_format_benchmark(entry['benchmark'])}")
+        self.logger.log(f"epoch {epoch + 1:3d} parameter-free ops: {entry['parameter_free_share']:.0%} of the cell")
+        self._warn_of_collapse(entry)
         if metrics["algorithm"]:
             self.logger.log(f"epoch {epoch + 1:3d} {self.run.algorithm}: "
                             + ", ".join(f"{key} {value:.4g}" for key, value in metrics["algorithm"].items()))
@@ -192,6 +197,7 @@ class SearchLoop(EpochLoop):
             for op, p in zip(self.model.op_names, probs):
                 scalars[f"alpha/{edge}/{op}"] = p
         scalars["search/mean_alpha_entropy"] = mean_entropy(alphas)
+        scalars["search/parameter_free_share"] = entry["parameter_free_share"]
         for dataset, accuracies in (entry.get("benchmark") or {}).get("accuracy", {}).items():
             for split, accuracy in accuracies.items():
                 scalars[f"benchmark/{dataset}/{split}"] = accuracy
@@ -201,6 +207,16 @@ class SearchLoop(EpochLoop):
         self.logger.table("search/genotypes", ["epoch", "genotype", "valid_acc"],
                           rows + [[epoch + 1, entry["genotype"], entry["valid_acc"]]], epoch, run=self.files.tensorboard)
         return entry
+
+    def _warn_of_collapse(self, entry: dict) -> None:
+        """One warning line when parameter-free ops have made up most of the cell for COLLAPSE_EPOCHS epochs in a
+        row (said once per such stretch)."""
+        shares = [h["parameter_free_share"] for h in self.history[-COLLAPSE_EPOCHS:]] + [entry["parameter_free_share"]]
+        streak = len(list(itertools.takewhile(lambda share: share > COLLAPSE_SHARE, reversed(shares))))
+        if streak == COLLAPSE_EPOCHS:
+            self.logger.log(f"warning: parameter-free ops (none, skip_connect, pooling) have made up more than "
+                            f"{COLLAPSE_SHARE:.0%} of the cell for {COLLAPSE_EPOCHS} epochs in a row: the search may be "
+                            f"collapsing (DARTS' known failure mode); the genotype's benchmark accuracy will tell")
 
     def run_search(self) -> dict:
         """Run the remaining epochs; returns the summary written to the run's summary JSON."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ArchError
-from .ops import canonical_op_name
+from .ops import canonical_op_name, parameter_free_share
 
 Step = tuple[tuple[str, int], ...]
 CellSteps = tuple[Step, ...]
@@ -140,6 +140,11 @@ class NASNetGenotype:
     @property
     def fixed_reduction(self) -> bool:
         return self.reduce is None
+
+    def parameter_free_share(self) -> float:
+        """The share of the searched cells' ops that have no weights (`none`, `skip_connect`, the poolings)."""
+        steps = self.normal + (self.reduce or ())
+        return parameter_free_share([op for step in steps for op, _ in step])
 
     def __str__(self) -> str:
         reduce = FIXED_REDUCTION_TEXT if self.reduce is None else str(self.reduce_cell)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArchError
-from .ops import NB201_OPS, OPS, NodeInput, ReLUConvBN
+from .ops import NB201_OPS, OPS, NodeInput, ReLUConvBN, parameter_free_share
 
 SPACE_NAME = "nas-bench-201"
 OUTPUT_FOLDER = "search-cell-nas-bench-201"
@@ -96,6 +96,10 @@ class Arch:
     def edge_ops(self) -> tuple[str, ...]:
         """The op of every edge, in `edge_list` order."""
         return tuple(op for edges in self.nodes for op, _ in edges)
+
+    def parameter_free_share(self) -> float:
+        """The share of the cell's edges whose op has no weights (`none`, `skip_connect`, `avg_pool_3x3`)."""
+        return parameter_free_share(self.edge_ops())
 
     @classmethod
     def from_edge_ops(cls, ops: Sequence[str]) -> Arch:

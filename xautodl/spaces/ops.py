@@ -340,6 +340,14 @@ OP_ALIASES: dict[str, str] = {
 }
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# Ops without weights: a cell made mostly of them is DARTS' known failure mode ("collapse"). skip_connect with
+# stride 2 is a factorized reduce, which has weights; it is counted here all the same, as collapse studies do.
+PARAMETER_FREE_OPS = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
+
+
+def parameter_free_share(ops: Sequence[str]) -> float:
+    """The share (0 to 1) of `ops` that have no weights (`PARAMETER_FREE_OPS`)."""
+    return sum(op in PARAMETER_FREE_OPS for op in ops) / len(ops)
 DARTS_OPS: tuple[str, ...] = ("none", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
                               "dil_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
 

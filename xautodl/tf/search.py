@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..search.algorithms import OptionalPhases
 from ..spaces.nas201 import Arch, edge_list
 from .mixing import GumbelSample, SoftmaxSample, gumbel_noise
 from .nas201 import TFSupernet
@@ -194,7 +195,7 @@ class TFSearchModel:
         self.net.load_state_dict(state)
 
 
-class TFSearch:
+class TFSearch(OptionalPhases):
     """GDAS (hard Gumbel sample, straight-through alpha gradient) or DARTS-V1 (softmax mixing, `mixer` None) on a
     `TFSupernet`: a weight step (SGD, gradient norm clipped) on the train batch, an architecture step (Adam) on the
     valid batch, each one `tf.function`. Steps take and return torch tensors (the loader's batches, NCHW; the loss
