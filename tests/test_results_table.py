@@ -83,6 +83,9 @@ def test_markdown_and_csv_give_the_same_numbers(searched, capsys):
     assert float(gdas_row["CIFAR-10 test std"]) == pytest.approx(statistics.stdev(tests), abs=1e-4)
     assert gdas_row["CIFAR-10 test n"] == "2" and gdas_row["seed_list"] == "3 4"
     assert gdas_row["published_test_cifar10"] == "93.61"
+    shares = [100 * json.loads(path.read_text())["history"][-1]["parameter_free_share"]
+              for path in sorted(gdas.glob("seed-*-summary.json"))]
+    assert float(gdas_row["parameter_free_percent_mean"]) == pytest.approx(statistics.fmean(shares), abs=1e-4)
     cell = f"{statistics.fmean(tests):.2f} ± {statistics.stdev(tests):.2f}"
     assert cell in next(line for line in markdown.splitlines() if line.startswith("| GDAS"))
     assert (gdas.parent / "fig.png").read_bytes()[:8] == PNG_MAGIC

@@ -162,3 +162,34 @@ def test_a_rerun_with_other_settings_or_fewer_epochs_is_refused_before_any_work(
         search(tmp_path, "run", epochs=1)
     assert path.read_bytes() == written
     assert len(search(tmp_path, "run", epochs=3)["history"]) == 3  # more epochs extend the run
+
+
+def test_parameter_free_share_counts_the_ops_without_weights():
+    from xautodl.spaces.genotypes import get_genotype
+    from xautodl.spaces.nas201 import parse_arch
+
+    assert parse_arch("resnet").parameter_free_share() == pytest.approx(4 / 6)  # 2 x none, 2 x skip_connect
+    assert parse_arch("|skip_connect~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|"
+                      ).parameter_free_share() == 1.0
+    # DARTS_V1: normal 3 skip of 8 ops, reduce 4 max_pool + 3 skip + 1 avg_pool of 8
+    assert get_genotype("DARTS_V1").parameter_free_share() == pytest.approx((3 + 8) / 16)
+
+
+def test_each_epoch_records_its_parameter_free_share_and_a_lasting_collapse_is_warned_of_once(tmp_path, monkeypatch):
+    from xautodl.spaces.nas201 import parse_arch
+
+    summary = search(tmp_path, "run", "DARTS-V1", epochs=2)
+    log = (tmp_path / "run" / "seed-5-log.txt").read_text()
+    for entry in summary["history"]:
+        assert entry["parameter_free_share"] == parse_arch(entry["genotype"]).parameter_free_share()
+        assert f"epoch {entry['epoch'] + 1:3d} parameter-free ops: {entry['parameter_free_share']:.0%} of the cell" in log
+
+    collapsed = parse_arch("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    monkeypatch.setattr(SearchLoop, "genotype", lambda self: collapsed)  # 5 of 6 parameter-free, every epoch
+    search(tmp_path, "collapsed", "DARTS-V1", epochs=5)
+    log = (tmp_path / "collapsed" / "seed-5-log.txt").read_text()
+    assert log.count("warning: parameter-free ops") == 1, "said once, after the third epoch"
+    lines = log.splitlines()
+    warning = next(i for i, line in enumerate(lines) if "warning: parameter-free ops" in line)
+    assert "epoch   3 parameter-free ops: 83%" in "\n".join(lines[:warning])
+    assert "epoch   4" not in "\n".join(lines[:warning])
