@@ -11,6 +11,7 @@ import pytest
 from nats_bench.api_utils import ArchResults, ResultsCount, pickle_save
 
 from conftest import REPO
+from nats_fakes import CLASSES, EVAL_SETS
 from xautodl.bench import (
     NatsBenchmark,
     download_benchmark,
@@ -27,14 +28,6 @@ BEST_C10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor
 NOT_STORED = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 META_ARCHS = [RESNET, BEST_C10, NOT_STORED]  # per-arch files are written for the first two only
 
-# The evaluation sets NATS-Bench stores per training setting, and the classes of each.
-EVAL_SETS = {
-    "cifar10-valid": ("x-valid", "ori-test"),
-    "cifar10": ("ori-test",),
-    "cifar100": ("x-valid", "x-test", "ori-test"),
-    "ImageNet16-120": ("x-valid", "x-test", "ori-test"),
-}
-CLASSES = {"cifar10-valid": 10, "cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
 DATASET_OFFSET = {"cifar10-valid": 0.0, "cifar10": 2.0, "cifar100": -20.0, "ImageNet16-120": -40.0}
 SET_BASE = {"train": 90.0, "x-valid": 80.0, "x-test": 70.0, "ori-test": 60.0}
 SEEDS = (777, 888)
