@@ -1,4 +1,4 @@
-"""The epoch skeleton shared by the search loop and the training loop, and the one run-directory layout.
+"""The epoch skeleton shared by the search loop and the training loop (the run's files: `runtime.run_record.RunFiles`).
 
 A loop subclasses `EpochLoop`, hands it its training loader and the settings a resumed run must share, and
 supplies its step, `run_epoch(epoch)` (one epoch's metrics; its training steps come from `epoch_batches`), and
