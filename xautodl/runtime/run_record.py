@@ -11,6 +11,7 @@ train-a-net trains one network per setting and keeps each setting's epochs and b
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ EPOCH_COMMANDS = ("search", "basic-main", "train-a-net")
 ONE_NETWORK_KEYS = ("history", "best")  # search and basic-main; train-a-net keeps them per setting
 ONE_NETWORK_COMMANDS = ("search", "basic-main")
 CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
-SEED_STEM = "seed-{seed}"  # the stem of a search or basic-main run
+SEED_STEM = "seed-{seed}"  # the stem of a search or basic-main run, and of a multi-trial search's run
+SEED_RESULT = re.compile(r"seed-(-?\d+)\.json")  # a multi-trial search's record of one run
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class RunFiles:
     def seed_summaries(run_dir: str | Path) -> list[Path]:
         """The summaries of the seeds run in `run_dir`."""
         return list(Path(run_dir).glob(RunFiles.of_seed(run_dir, "*").summary.name))
+
+    @staticmethod
+    def seed_results(run_dir: str | Path) -> list[Path]:
+        """The records `seed-<seed>.json` of a multi-trial search's folder (one per run)."""
+        return [path for path in Path(run_dir).glob(RunFiles.of_seed(run_dir, "*").result.name)
+                if SEED_RESULT.fullmatch(path.name)]
 
     @staticmethod
     def seeds_trajectory(run_dir: str | Path) -> Path:
