@@ -17,7 +17,11 @@ from xautodl.bench import NatsBenchmark
 from xautodl.commands import results
 from xautodl.commands import search as search_cli
 from xautodl.commands import summary as summary_cli
+from xautodl.commands import trials as trials_cli
 from xautodl.errors import XAutoDLError
+from xautodl.runtime.run_record import read_record
+from xautodl.spaces.nas201 import parse_arch
+from nats_fakes import TINY_OPS, write_tiny_benchmark
 
 TINY = ["--dataset", "cifar10", "--channel", "4", "--num_cells", "1", "--batch_size", "16", "--limit_batches", "2",
         "--device", "cpu", "--quiet", "--epochs", "2"]
@@ -131,3 +135,78 @@ def test_a_single_seed_shows_its_value_without_a_spread():
     assert results._cell([93.25]) == "93.25"
     assert results._cell([93.0, 94.0]) == "93.50 +- 0.71"
     assert results._cell(None) == "-"
+
+
+@pytest.fixture(scope="module")
+def multi_trial(tmp_path_factory) -> tuple[Path, Path]:
+    """Three R-EA runs (seeds 1..3) on the tiny 64-cell benchmark; returns their folder and the benchmark."""
+    tmp_path = tmp_path_factory.mktemp("multi-trial")
+    bench_folder = write_tiny_benchmark(tmp_path / "torch-home")
+    trials_cli.run("R-EA", ["--arch_nas_dataset", str(bench_folder), "--save_dir", str(tmp_path / "search"),
+                            "--time_budget", "3000", "--op_names", ",".join(TINY_OPS), "--rand_seed", "-1",
+                            "--repeats", "3"])
+    return tmp_path / "search-tss" / "cifar10-T3000" / "R-EA-SS3", bench_folder
+
+
+def test_a_multi_trial_folder_is_a_row_beside_the_searches(searched, multi_trial, tmp_path, capsys):
+    gdas, _, _ = searched
+    folder, _ = multi_trial
+    records = [read_record(path, "trials") for path in sorted(folder.glob("seed-*.json"))]
+    assert len(records) == 3
+    plot = tmp_path / "table.png"
+    written = summary_cli.run(["--table", str(gdas), str(folder), "--plot", str(plot)])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("R-EA "))
+    finals = [record["trials"]["best_results"]["accuracy"] for record in records]
+    for setting, split in (("cifar10-valid", "valid"), ("cifar10", "test"), ("cifar100", "valid"),
+                           ("cifar100", "test"), ("ImageNet16-120", "valid"), ("ImageNet16-120", "test")):
+        values = [final[setting][split] for final in finals]
+        assert f"{statistics.fmean(values):.2f} +- {statistics.stdev(values):.2f}" in row, (setting, split)
+    simulated = [record["trials"]["simulated_seconds"] for record in records]
+    assert f"{statistics.fmean(simulated):.0f} +- {statistics.stdev(simulated):.0f} simulated s" in row
+    shares = [100 * parse_arch(record["trials"]["best_arch"]).parameter_free_share() for record in records]
+    assert row.split()[2] == "3" and row.rstrip().endswith("-"), "3 runs, nothing published"
+    assert (f"{statistics.fmean(shares):.0f}" if len(set(shares)) == 1 else
+            f"{statistics.fmean(shares):.0f} +- {statistics.stdev(shares):.0f}") in row
+    assert "R-EA on cifar10: 3 of 3 runs with benchmark figures" in out and "simulated seconds" in out
+    assert next(line for line in out.splitlines() if line.startswith("GDAS")).endswith("41.71+-0.98")
+    assert written == [plot] and plot.read_bytes()[:8] == PNG_MAGIC
+
+    summary_cli.run(["--table", "--csv", "--no_plot", str(gdas), str(folder)])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    rea = next(r for r in rows if r["algorithm"] == "R-EA")
+    tests = [final["cifar10"]["test"] for final in finals]
+    assert float(rea["CIFAR-10 test mean"]) == pytest.approx(statistics.fmean(tests), abs=1e-4)
+    assert float(rea["CIFAR-10 test std"]) == pytest.approx(statistics.stdev(tests), abs=1e-4)
+    assert rea["search_seconds_clock"] == "simulated" and rea["epochs_done"] == "" and rea["seed_list"] == "1 2 3"
+    assert rea["published_test_cifar10"] == ""
+    assert next(r for r in rows if r["algorithm"] == "GDAS")["search_seconds_clock"] == "real"
+
+
+def test_a_multi_trial_record_without_figures_is_looked_up_at_200_epochs(multi_trial, tmp_path, capsys):
+    folder, bench_folder = multi_trial
+    copy = Path(shutil.copytree(folder, tmp_path / folder.name))
+    expected = []
+    for path in sorted(copy.glob("seed-*.json")):
+        record = json.loads(path.read_text())
+        expected.append(record["trials"].pop("best_results")["accuracy"]["cifar100"]["test"])
+        path.write_text(json.dumps(record))
+    summary_cli.run(["--table", "--no_plot", str(copy), "--arch_nas_dataset", str(bench_folder)])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("R-EA "))
+    assert f"{statistics.fmean(expected):.2f} +- {statistics.stdev(expected):.2f}" in row
+    assert NatsBenchmark(bench_folder).query(read_record(next(copy.glob("seed-1.json")), "trials")["trials"]
+                                             ["best_arch"]).hp == "200"
+
+
+def test_the_plain_summary_sends_a_multi_trial_folder_to_the_table(multi_trial):
+    with pytest.raises(XAutoDLError, match="pass --table"):
+        summary_cli.run([str(multi_trial[0])])
+
+
+def test_multi_trial_curves_are_read_on_one_grid_of_seconds():
+    runs = [[(10.0, 1.0), (20.0, 2.0), (40.0, 3.0)], [(15.0, 5.0), (30.0, 6.0)]]
+    grid = results.on_common_grid(runs, points=4)
+    assert [second for second, _ in grid[0]] == [second for second, _ in grid[1]] == [15.0, 20.0, 25.0, 30.0]
+    assert [value for _, value in grid[0]] == [1.0, 2.0, 2.0, 2.0]
+    assert [value for _, value in grid[1]] == [5.0, 5.0, 5.0, 6.0]

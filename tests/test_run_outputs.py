@@ -58,6 +58,14 @@ def test_a_record_has_the_shared_keys_first_then_its_section():
     with pytest.raises(ValueError, match="train-a-net record has no top-level history and best"):
         new_record("train-a-net", run={}, seed=1, finished=False, epochs_done=0, total_epochs=0, seconds=0.0, args={},
                    history=[], best={}, section={})
+    # A multi-trial search trains no network for epochs: no epoch keys, no history, its `trials` section.
+    trials = new_record("trials", run={"seed": 1}, seed=1, finished=True, seconds=0.5, args={}, section={"trials": 3})
+    assert list(trials) == ["schema", "command", "run", "seed", "finished", "seconds", "args", "versions", "trials"]
+    with pytest.raises(ValueError, match="trials record has no epochs_done and total_epochs"):
+        new_record("trials", run={}, seed=1, finished=True, epochs_done=0, total_epochs=0, seconds=0.0, args={},
+                   section={})
+    with pytest.raises(ValueError, match="search record needs epochs_done and total_epochs"):
+        new_record("search", run={}, seed=1, finished=True, seconds=0.0, args={}, history=[], best={}, section={})
 
 
 def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:

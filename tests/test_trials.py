@@ -19,6 +19,7 @@ from nats_fakes import TINY_ARCHS, TINY_BEST, TINY_OPS, tiny_score, write_tiny_b
 from xautodl.bench.nats import LOADED_ARCH_FILES, NatsBenchmark
 from xautodl.commands.trials import main, run
 from xautodl.errors import DataError, XAutoDLError
+from xautodl.runtime.run_record import read_record
 from xautodl.trials import ALGORITHMS, TrialLoop
 from xautodl.trials.bohb import budgets
 from xautodl.trials.loop import arch_string
@@ -164,18 +165,42 @@ def test_runs_write_records_and_resume(torch_home, tmp_path, monkeypatch):
     assert sorted(path.name for path in folder.glob("seed-*.json")) == ["seed-1.json", "seed-2.json"]
     stored = json.loads((folder / "seed-1.json").read_text())
     assert stored == json.loads(json.dumps(records[0]))
-    assert stored["settings"] == {"time_budget": 3000, "ops": list(TINY_OPS), "population": 10, "sample_size": 4}
-    assert {"algorithm", "dataset", "seed", "best_arch", "best_valid_accuracy", "test_accuracy", "best_results",
-            "trials", "simulated_seconds", "wall_seconds", "trajectory"} <= set(stored)
-    assert stored["trials"] == len(stored["trajectory"]["seconds"])
+    assert stored["run"]["settings"] == {"time_budget": 3000, "ops": list(TINY_OPS), "population": 10,
+                                         "sample_size": 4}
+    assert {"algorithm", "dataset", "best_arch", "best_valid_accuracy", "test_accuracy", "best_results",
+            "trials", "simulated_seconds", "wall_seconds", "trajectory"} <= set(stored["trials"])
+    assert stored["seed"] == 1 and stored["run"]["seed"] == 1
+    assert stored["trials"]["trials"] == len(stored["trials"]["trajectory"]["seconds"])
     assert "2 run(s): test accuracy" in (folder / "log.txt").read_text()
+    # The one run record: read back through the schema's reader, no epoch keys, the wall time as `seconds`.
+    record = read_record(folder / "seed-1.json", "trials")
+    assert list(record) == ["schema", "command", "run", "seed", "finished", "seconds", "args", "versions", "trials"]
+    assert record["command"] == "trials" and record["finished"] and "epochs_done" not in record
+    assert record["seconds"] == record["trials"]["wall_seconds"] and record["args"]["sample_size"] == 4
+    assert record["trials"]["trajectory"]["best_test_accuracy"][-1] == record["trials"]["test_accuracy"]
+    with pytest.raises(XAutoDLError, match="not of a search run"):
+        read_record(folder / "seed-1.json", "search")
 
     ran = []
     monkeypatch.setattr(runs, "run_search", lambda *args: ran.append(args[3]) or run_search(*args))
     records = run("R-EA", [*common, "--rand_seed", "-1", "--repeats", "3", "--ea_sample_size", "4"])
     assert ran == [3] and [record["seed"] for record in records] == [1, 2, 3]
+    assert records[0] == stored and read_record(folder / "seed-3.json", "trials") == json.loads(json.dumps(records[2]))
     with pytest.raises(DataError, match="other settings"):
         run("R-EA", [*common, "--rand_seed", "1", "--ea_sample_size", "4", "--ea_population", "5"])
+    assert ran == [3], "a refused setting runs nothing"
+
+
+def test_a_damaged_or_foreign_record_stops_the_runs_with_one_line(torch_home, tmp_path):
+    common = ["--arch_nas_dataset", str(torch_home / "NATS-tss-v1_0-3ffb9-simple"), "--save_dir",
+              str(tmp_path / "search"), "--time_budget", "1000", *OPS_FLAG, "--rand_seed", "1"]
+    run("RANDOM", common)
+    path = tmp_path / "search-tss" / "cifar10-T1000" / "RANDOM" / "seed-1.json"
+    record = json.loads(path.read_text())
+    del record["trials"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(XAutoDLError, match="lacks trials; move it away and re-run the multi-trial search"):
+        run("RANDOM", common)
 
 
 def test_a_missing_benchmark_is_one_line(tmp_path, monkeypatch, capsys):
@@ -210,8 +235,8 @@ def test_the_drivers_positional_arguments(torch_home, tmp_path, command, folder,
     seeds = [7] if command[-1] == "7" else [1, 2]
     assert [json.loads(path.read_text())["seed"] for path in records] == seeds
     stored = json.loads(records[0].read_text())
-    assert stored["dataset"] == folder.split("-T")[0]
-    assert settings.items() <= stored["settings"].items()
+    assert stored["trials"]["dataset"] == folder.split("-T")[0]
+    assert settings.items() <= stored["run"]["settings"].items()
 
 
 def test_a_driver_refuses_a_wrong_argument_count(torch_home, tmp_path):

@@ -10,7 +10,8 @@ and the entropy of every edge's softmax(alpha) per epoch; by default it goes to
 (`<run dir>/seeds-trajectory.png`); `--seed N` plots one of them.
 
 `--table` prints the NATS-Bench accuracies of the final genotypes of one or more search folders as a NAS paper
-does (see `xautodl.commands.results`).
+does (see `xautodl.commands.results`); it also reads the folders of the multi-trial searches (R-EA, Random,
+REINFORCE, BOHB: `seed-{seed}.json` per run).
 """
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from typing import Sequence
 from ..errors import XAutoDLError
 from ..runtime import main_guard
 from ..runtime.flags import EntryParser
-from ..runtime.run_record import RunFiles, read_record
+from ..runtime.run_record import SEED_RESULT, RunFiles, read_record
 from ..search.loop import entropy
 
 SUMMARY_GLOB = RunFiles.of_seed(".", "*").summary.name
 EPOCH_FIELDS = ("train_acc", "valid_acc", "genotype")  # what the table and the plot read of every epoch
-_SUMMARY_NAME = re.compile(r"seed-(-?\d+)-summary\.json")
+_SUMMARY_NAME = re.compile(r"seed-(-?\d+)(-summary)?\.json")  # a search's summary or a multi-trial record
 # A legend with more entries than this (NASNet: 28 edges) would hide the curves.
 MAX_LEGEND_EDGES = 14
 
@@ -55,17 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def find_summaries(run_dir: str | Path, seed: int | None = None) -> list[Path]:
-    """The summary files of `run_dir` (sorted by seed), only `seed`'s when given; a summary file stands for itself."""
+    """The summary files of `run_dir` (sorted by seed), only `seed`'s when given; a summary file stands for itself.
+    A multi-trial search's folder (no search summary, `seed-{seed}.json` records) gives its records."""
     path = Path(run_dir)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise XAutoDLError(f"run directory {path} does not exist; pass the folder a search wrote (the --save_dir of "
                            f"the search, by default output/search-cell-*/<ALGO>-<dataset>-BN<bn>/)")
-    found = sorted(RunFiles.seed_summaries(path), key=_seed_of)
+    found = sorted(RunFiles.seed_summaries(path) or RunFiles.seed_results(path), key=_seed_of)
     if not found:
         raise XAutoDLError(f"no search summary in {path}: expected a file {SUMMARY_GLOB} there, written by a search "
-                           f"after its first epoch; is this the run's --save_dir?")
+                           f"after its first epoch (or seed-*.json, a multi-trial search's record); is this the "
+                           f"run's --save_dir?")
     if seed is None:
         return found
     chosen = [p for p in found if _seed_of(p) == seed]
@@ -288,6 +291,9 @@ def run(argv: Sequence[str] | None = None) -> list[Path]:
         raise XAutoDLError(f"{len(args.run_dirs)} run directories given; the summary reads one (the results table "
                            f"of several is --table)")
     paths = find_summaries(args.run_dirs[0], args.seed)
+    if any(SEED_RESULT.fullmatch(path.name) for path in paths):
+        raise XAutoDLError(f"{args.run_dirs[0]} holds a multi-trial search's records (seed-*.json); this summary "
+                           f"reads a weight-sharing search's: pass --table for their row of the results table")
     summaries = []
     for index, path in enumerate(paths):
         summary = load_summary(path)

@@ -72,7 +72,7 @@ def run(algorithm_name: str, argv: Sequence[str] | None = None) -> list[dict[str
     bench = open_trial_benchmark(args.arch_nas_dataset)
     folder = run_folder(args.save_dir, args.dataset, time_budget, algorithm, settings)
     return run_repetitions(algorithm, bench, args.dataset, repetition_seeds(args.rand_seed, args.repeats), settings,
-                           time_budget, args.op_names, folder)
+                           time_budget, args.op_names, folder, args=vars(args))
 
 
 def main(algorithm_name: str) -> None:

@@ -2,14 +2,16 @@
 writes and reads (`new_record`, `write_record`, `read_record`; the keys are in docs/run-record.md).
 
 A record is a JSON object: the keys every command shares first (`SHARED_KEYS`: schema, command, the run's identity,
-seed, how far it got, the time, the arguments, the versions), then the per-epoch `history` and the `best` epoch for
-the commands that train one network per file (search, basic-main), then one section named after the command
-(`SECTIONS`) with what only that command knows. train-a-net trains one network per setting and keeps each
-setting's epochs and best in its section.
+seed, whether it finished, the time, the arguments, the versions), with `epochs_done` and `total_epochs` after
+`finished` for the commands that train for epochs (`EPOCH_KEYS`: search, basic-main, train-a-net; a multi-trial
+search trains nothing), then the per-epoch `history` and the `best` epoch for the commands that train one network per
+file (search, basic-main), then one section named after the command (`SECTIONS`) with what only that command knows.
+train-a-net trains one network per setting and keeps each setting's epochs and best in its section.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,15 @@ from ..errors import XAutoDLError
 from .serialization import atomic_write_json
 
 RECORD_SCHEMA = 1
-SECTIONS = {"search": "search", "basic-main": "basic_main", "train-a-net": "train_a_net"}
-SHARED_KEYS = ("schema", "command", "run", "seed", "finished", "epochs_done", "total_epochs", "seconds", "args",
-               "versions")
+SECTIONS = {"search": "search", "basic-main": "basic_main", "train-a-net": "train_a_net", "trials": "trials"}
+SHARED_KEYS = ("schema", "command", "run", "seed", "finished", "seconds", "args", "versions")
+EPOCH_KEYS = ("epochs_done", "total_epochs")  # the commands that train for epochs (after `finished`)
+EPOCH_COMMANDS = ("search", "basic-main", "train-a-net")
 ONE_NETWORK_KEYS = ("history", "best")  # search and basic-main; train-a-net keeps them per setting
+ONE_NETWORK_COMMANDS = ("search", "basic-main")
 CHECKPOINT_FOLDER = "checkpoint"  # under a run directory
-SEED_STEM = "seed-{seed}"  # the stem of a search or basic-main run
+SEED_STEM = "seed-{seed}"  # the stem of a search or basic-main run, and of a multi-trial search's run
+SEED_RESULT = re.compile(r"seed-(-?\d+)\.json")  # a multi-trial search's record of one run
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,12 @@ class RunFiles:
     def seed_summaries(run_dir: str | Path) -> list[Path]:
         """The summaries of the seeds run in `run_dir`."""
         return list(Path(run_dir).glob(RunFiles.of_seed(run_dir, "*").summary.name))
+
+    @staticmethod
+    def seed_results(run_dir: str | Path) -> list[Path]:
+        """The records `seed-<seed>.json` of a multi-trial search's folder (one per run)."""
+        return [path for path in Path(run_dir).glob(RunFiles.of_seed(run_dir, "*").result.name)
+                if SEED_RESULT.fullmatch(path.name)]
 
     @staticmethod
     def seeds_trajectory(run_dir: str | Path) -> Path:
@@ -136,23 +147,34 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "xautodl": __version__}
 
 
-def new_record(command: str, *, run: dict, seed: int, finished: bool, epochs_done: int, total_epochs: int,
-               seconds: float, args: dict, section: dict, history: list[dict] | None = None,
+def new_record(command: str, *, run: dict, seed: int, finished: bool, seconds: float, args: dict, section: dict,
+               epochs_done: int | None = None, total_epochs: int | None = None, history: list[dict] | None = None,
                best: dict | None = None) -> dict[str, Any]:
-    """The record of a run of `command`: the shared keys, `history` and `best` for the commands that train one
-    network, then the command's section."""
+    """The record of a run of `command`: the shared keys (with `epochs_done` and `total_epochs` for the commands that
+    train for epochs), `history` and `best` for the commands that train one network, then the command's section."""
     if command not in SECTIONS:
         raise ValueError(f"unknown command {command!r}; expected one of {', '.join(SECTIONS)}")
-    one_network = command != "train-a-net"
+    by_epochs = command in EPOCH_COMMANDS
+    if by_epochs != (epochs_done is not None and total_epochs is not None):
+        raise ValueError(f"a {command} record {'needs' if by_epochs else 'has no'} epochs_done and total_epochs")
+    one_network = command in ONE_NETWORK_COMMANDS
     if one_network != (history is not None and best is not None):
         raise ValueError(f"a {command} record {'needs' if one_network else 'has no'} top-level history and best")
-    record = {"schema": RECORD_SCHEMA, "command": command, "run": run, "seed": seed, "finished": finished,
-              "epochs_done": epochs_done, "total_epochs": total_epochs, "seconds": seconds, "args": args,
-              "versions": versions()}
+    record = {"schema": RECORD_SCHEMA, "command": command, "run": run, "seed": seed, "finished": finished}
+    if by_epochs:
+        record.update(epochs_done=epochs_done, total_epochs=total_epochs)
+    record.update(seconds=seconds, args=args, versions=versions())
     if one_network:
         record.update(history=history, best=best)
     record[SECTIONS[command]] = section
     return record
+
+
+def record_keys(command: str) -> tuple[str, ...]:
+    """The top-level keys of a `command` record, in their order."""
+    shared = SHARED_KEYS[:SHARED_KEYS.index("finished") + 1] + (EPOCH_KEYS if command in EPOCH_COMMANDS else ()) \
+        + SHARED_KEYS[SHARED_KEYS.index("finished") + 1:]
+    return shared + (ONE_NETWORK_KEYS if command in ONE_NETWORK_COMMANDS else ()) + (SECTIONS[command],)
 
 
 def write_record(path: Path, record: dict) -> None:
@@ -168,22 +190,27 @@ def read_record(path: str | Path, command: str) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise XAutoDLError(f"cannot read the {command} record {path} ({error}); it may be damaged: move it away and "
-                           f"re-run the {command}, which rewrites it from the run's checkpoints") from None
+                           f"{_rerun(command)}") from None
     if not isinstance(record, dict):
         raise XAutoDLError(f"{path} is not a run record (a JSON object of xautodl); expected what a {command} writes")
     if "schema" not in record:
         raise XAutoDLError(f"{path} was written by a development build of xautodl before the run record (schema "
-                           f"{RECORD_SCHEMA}); move it away and re-run the {command}, which rewrites it from the "
-                           f"run's checkpoints")
+                           f"{RECORD_SCHEMA}); move it away and {_rerun(command)}")
     if record["schema"] != RECORD_SCHEMA:
         raise XAutoDLError(f"{path} is a run record of schema {record['schema']}; this xautodl reads schema "
                            f"{RECORD_SCHEMA}: read it with the xautodl that wrote it")
     if record.get("command") != command:
         raise XAutoDLError(f"{path} is the record of a {record.get('command')} run, not of a {command} run; give "
                            f"what a {command} writes")
-    expected = SHARED_KEYS + (ONE_NETWORK_KEYS if command != "train-a-net" else ()) + (SECTIONS[command],)
-    missing = [key for key in expected if key not in record]
+    missing = [key for key in record_keys(command) if key not in record]
     if missing:
-        raise XAutoDLError(f"{path} is damaged: it lacks {', '.join(missing)}; move it away and re-run the {command}, "
-                           f"which rewrites it from the run's checkpoints")
+        raise XAutoDLError(f"{path} is damaged: it lacks {', '.join(missing)}; move it away and "
+                           f"{_rerun(command)}")
     return record
+
+
+def _rerun(command: str) -> str:
+    """How a run's record is written again once a bad one is moved away."""
+    if command == "trials":
+        return "re-run the multi-trial search, which runs that seed again (a seed reproduces its run)"
+    return f"re-run the {command}, which rewrites it from the run's checkpoints"

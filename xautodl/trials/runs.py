@@ -2,13 +2,12 @@
 not run again, so re-running the same command resumes an interrupted series of repetitions.
 
 Folder, as the original's `exps/NATS-algos/*.py`: `<save_dir>-tss/<dataset>-T<time budget>/<algorithm folder>/`
-(e.g. `output/search-tss/cifar10-T20000/R-EA-SS3/`) holding `log.txt` and `seed-<seed>.json` per run. The record's
-keys are listed in docs/multi-trial.md.
+(e.g. `output/search-tss/cifar10-T20000/R-EA-SS3/`) holding `log.txt` and `seed-<seed>.json` per run: the one run
+record (`xautodl.runtime.run_record`, command `trials`), whose `trials` section is listed in docs/multi-trial.md.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import statistics
 import time
@@ -18,8 +17,9 @@ from typing import Any, Sequence
 from ..bench.nats import NatsBenchmark
 from ..errors import DataError
 from ..runtime.logger import RunLogger
+from ..runtime.run_record import RunFiles, new_record, read_record, write_record
 from ..runtime.runlock import hold_run_lock, release_run_lock
-from ..runtime.serialization import atomic_write_json
+from ..runtime.serialization import to_plain
 from .loop import TrialAlgorithm, TrialLoop
 
 LOCK_NAME = "trials.lock"
@@ -37,12 +37,12 @@ def run_folder(save_dir: str | Path, dataset: str, time_budget: int, algorithm: 
 
 
 def record_path(folder: Path, seed: int) -> Path:
-    return folder / f"seed-{seed}.json"
+    return RunFiles.of_seed(folder, seed).result
 
 
 def write_run_record(path: Path, record: dict[str, Any]) -> None:
     """Write one run's record (the single place the records are written)."""
-    atomic_write_json(path, record)
+    write_record(path, record)
 
 
 def run_settings(algorithm: TrialAlgorithm, settings: Any, time_budget: int, ops: Sequence[str]) -> dict[str, Any]:
@@ -51,42 +51,46 @@ def run_settings(algorithm: TrialAlgorithm, settings: Any, time_budget: int, ops
 
 
 def run_search(algorithm: TrialAlgorithm, bench: NatsBenchmark, dataset: str, seed: int, settings: Any,
-               time_budget: int, ops: Sequence[str]) -> dict[str, Any]:
-    """One search with `seed`; returns its record."""
+               time_budget: int, ops: Sequence[str], args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One search with `seed`; returns its run record (command `trials`; `args`: the command line as plain data)."""
     start = time.perf_counter()
     rng = random.Random(seed)
     trials = TrialLoop(bench, dataset, time_budget, rng, ops)
     algorithm.search(trials, rng, settings)
-    return {"algorithm": algorithm.name, "dataset": dataset, "seed": seed,
-            "settings": run_settings(algorithm, settings, time_budget, ops),
-            **trials.result(), "wall_seconds": time.perf_counter() - start}
+    result = trials.result()
+    wall_seconds = time.perf_counter() - start
+    identity = {"algorithm": algorithm.name, "dataset": dataset, "seed": seed,
+                "settings": run_settings(algorithm, settings, time_budget, ops)}
+    section = {"algorithm": algorithm.name, "dataset": dataset, **result, "wall_seconds": wall_seconds}
+    return new_record("trials", run=identity, seed=seed, finished=True, seconds=wall_seconds,
+                      args=to_plain(args or {}), section=section)
 
 
 def _existing_record(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read the run record {path} ({error}); delete it to run that seed again") from None
-    if record.get("settings") != settings:
-        raise DataError(f"{path} was written with other settings ({record.get('settings')}, now {settings}); pass "
-                        "another --save_dir, or delete the folder's records to run them again with these settings")
+    record = read_record(path, "trials")
+    if record["run"].get("settings") != settings:
+        raise DataError(f"{path} was written with other settings ({record['run'].get('settings')}, now {settings}); "
+                        "pass another --save_dir, or delete the folder's records to run them again with these "
+                        "settings")
     return record
 
 
 def run_repetitions(algorithm: TrialAlgorithm, bench: NatsBenchmark, dataset: str, seeds: Sequence[int],
-                    settings: Any, time_budget: int, ops: Sequence[str], folder: Path) -> list[dict[str, Any]]:
+                    settings: Any, time_budget: int, ops: Sequence[str], folder: Path,
+                    args: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run the search once per seed, skipping seeds whose record is in `folder`; returns every seed's record."""
     lock = hold_run_lock(folder / LOCK_NAME, folder)
     try:
         with RunLogger(folder, tensorboard=False) as logger:
-            return _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folder, logger)
+            return _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folder, logger, args)
     finally:
         release_run_lock(lock)
 
 
-def _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folder, logger) -> list[dict[str, Any]]:
+def _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folder, logger,
+             args) -> list[dict[str, Any]]:
     plain_settings = run_settings(algorithm, settings, time_budget, ops)
     records = [_existing_record(record_path(folder, seed), plain_settings) for seed in seeds]
     done = sum(record is not None for record in records)
@@ -95,21 +99,22 @@ def _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folde
     for number, seed in enumerate(seeds):
         if records[number] is not None:
             continue
-        record = run_search(algorithm, bench, dataset, seed, settings, time_budget, ops)
+        record = run_search(algorithm, bench, dataset, seed, settings, time_budget, ops, args)
         write_run_record(record_path(folder, seed), record)
         records[number] = record
-        logger.log(f"[{number + 1}/{len(seeds)}] seed {seed}: {record['trials']} trials, "
-                   f"{record['simulated_seconds']:.0f} simulated s, best {record['best_arch']} "
-                   f"valid {record['best_valid_accuracy']:.2f}% (12 epochs), "
-                   f"test {record['test_accuracy']:.2f}% (200 epochs), {record['wall_seconds']:.2f} s")
+        outcome = record["trials"]
+        logger.log(f"[{number + 1}/{len(seeds)}] seed {seed}: {outcome['trials']} trials, "
+                   f"{outcome['simulated_seconds']:.0f} simulated s, best {outcome['best_arch']} "
+                   f"valid {outcome['best_valid_accuracy']:.2f}% (12 epochs), "
+                   f"test {outcome['test_accuracy']:.2f}% (200 epochs), {outcome['wall_seconds']:.2f} s")
     logger.log(summary_line(records))
     return records
 
 
 def summary_line(records: Sequence[dict[str, Any]]) -> str:
     """Mean and standard deviation of the final test accuracy over `records`."""
-    accuracies = [record["test_accuracy"] for record in records]
+    accuracies = [record["trials"]["test_accuracy"] for record in records]
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    wall = sum(record["wall_seconds"] for record in records)
+    wall = sum(record["trials"]["wall_seconds"] for record in records)
     return (f"{len(records)} run(s): test accuracy {statistics.mean(accuracies):.2f} +- {spread:.2f}% (200 epochs), "
             f"{wall:.1f} s of search in all")
