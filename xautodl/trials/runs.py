@@ -40,11 +40,6 @@ def record_path(folder: Path, seed: int) -> Path:
     return RunFiles.of_seed(folder, seed).result
 
 
-def write_run_record(path: Path, record: dict[str, Any]) -> None:
-    """Write one run's record (the single place the records are written)."""
-    write_record(path, record)
-
-
 def run_settings(algorithm: TrialAlgorithm, settings: Any, time_budget: int, ops: Sequence[str]) -> dict[str, Any]:
     """The settings a run's outcome depends on (the seed aside), as a plain dict."""
     return {"time_budget": time_budget, "ops": list(ops), **dataclasses.asdict(settings)}
@@ -100,7 +95,7 @@ def _run_all(algorithm, bench, dataset, seeds, settings, time_budget, ops, folde
         if records[number] is not None:
             continue
         record = run_search(algorithm, bench, dataset, seed, settings, time_budget, ops, args)
-        write_run_record(record_path(folder, seed), record)
+        write_record(record_path(folder, seed), record)
         records[number] = record
         outcome = record["trials"]
         logger.log(f"[{number + 1}/{len(seeds)}] seed {seed}: {outcome['trials']} trials, "
