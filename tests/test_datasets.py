@@ -350,6 +350,23 @@ def test_search_loader_cycles_the_shorter_valid_side_with_a_new_order_each_pass(
     assert sorted(i for x_train, *_ in batches for i in image_ids(x_train)) == list(range(40))
 
 
+def test_the_valid_side_read_with_the_test_transform_is_the_same_images_unaugmented():
+    """SETN and RSPS score candidates on unaugmented valid images (as the original's valid loader): the same
+    images, in the same order, as the augmented pass, only normalised."""
+    rng = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=rng)
+    data = ImageTensors(images, torch.arange(12))  # a label names its image
+    augment, plain = BatchAugment(*IDENTITY, padding=2, flip=True), BatchAugment(*IDENTITY)
+    side = lambda stream: TensorLoader(data, 4, "cpu", augment, seed=1, stream=stream)
+    loader = SearchLoader(side(0), side(1), evaluation=plain)
+    augmented = list(loader.valid_batches(epoch=2, cycle=3, augmented=True))
+    unaugmented = list(loader.valid_batches(epoch=2, cycle=3, augmented=False))
+    assert [y.tolist() for _, y in augmented] == [y.tolist() for _, y in unaugmented]
+    for (x_aug, y), (x_plain, _) in zip(augmented, unaugmented):
+        assert torch.equal(x_plain, plain(images[y]))
+    assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(augmented, unaugmented))  # augmentation did act
+
+
 # ---------------------------------------------------------------------------------------- search pairs
 
 

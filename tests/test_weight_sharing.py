@@ -78,6 +78,24 @@ def test_tiny_search_writes_the_outputs_with_the_selected_genotype(tmp_path, alg
         assert group["betas"] == (0.0, 0.999) and group["eps"] == 0.001 and len(group["params"]) == 12
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_candidates_are_scored_with_the_originals_transform(tmp_path, monkeypatch, algorithm):
+    """SETN and RSPS score on the test transform, ENAS on the training augmentation (as the original's scripts)."""
+    from xautodl.datasets import SearchLoader
+    scored_with = []
+    original = SearchLoader.valid_batches
+
+    def spy(self, epoch, cycle, augmented):
+        scored_with.append((cycle // 1_000_000, augmented))  # (phase, augmented); phase 2 is the selection
+        return original(self, epoch, cycle, augmented)
+
+    monkeypatch.setattr(SearchLoader, "valid_batches", spy)
+    search(tmp_path, algorithm, epochs=1)
+    selection = {augmented for phase, augmented in scored_with if phase == 2}
+    assert selection == {algorithm == "ENAS"}
+    assert all(augmented for phase, augmented in scored_with if phase != 2)
+
+
 def test_enas_resumes_exactly(tmp_path, monkeypatch):
     straight = search(tmp_path, "ENAS", "straight", epochs=3)
     real_run_epoch = crash_at_epoch(monkeypatch, SearchLoop, "run_epoch", 2)

@@ -40,6 +40,7 @@ def get_search_loader(
     """The (train batch, valid batch) loader of a search on `name` (pairing: `splits.search_pair`).
 
     Both sides use the training augmentation and shuffle independently; an epoch is one pass over the train side.
+    The valid side can also be read with the test transform (`SearchLoader.valid_batches`).
     """
     check_batch_size(batch_size)
     check_rank(rank, world_size)
@@ -47,7 +48,8 @@ def get_search_loader(
     train_side, valid_side = search_pair(name, data_path, split_file, download)
     augment = BatchAugment.for_dataset(info, train=True)
     common = dict(batch_size=batch_size, device=device, transform=augment, seed=seed, rank=rank, world_size=world_size)
-    loader = SearchLoader(TensorLoader(train_side, stream=0, **common), TensorLoader(valid_side, stream=1, **common))
+    loader = SearchLoader(TensorLoader(train_side, stream=0, **common), TensorLoader(valid_side, stream=1, **common),
+                          evaluation=BatchAugment.for_dataset(info, train=False))
     return loader, info
 
 

@@ -100,15 +100,18 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.batches(self.epoch)
 
-    def batches(self, epoch: int, cycle: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of `epoch`; `cycle` numbers further passes within the epoch (a valid side that repeats)."""
+    def batches(self, epoch: int, cycle: int = 0,
+                transform: BatchAugment | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch`; `cycle` numbers further passes within the epoch (a valid side that repeats);
+        `transform` replaces the loader's own (the same images in the same order, transformed otherwise)."""
+        transform = self.transform if transform is None else transform
         # Every process draws the same order (and takes its own share of it), but its own augmentation.
         order_generator = seeded_generator(self.seed, self.stream, epoch, cycle, ORDER)
         augment_generator = seeded_generator(self.seed, self.stream, epoch, cycle, AUGMENTATION, self.rank)
         indices = self._indices(order_generator).to(self.device)
         for step in range(len(self)):
             chosen = indices[step * self.batch_size : (step + 1) * self.batch_size]
-            yield self.transform(self.images[chosen], augment_generator), self.labels[chosen]
+            yield transform(self.images[chosen], augment_generator), self.labels[chosen]
 
     def _indices(self, generator: torch.Generator) -> torch.Tensor:
         if not self.shuffle:
@@ -121,15 +124,24 @@ class SearchLoader:
     """Yields (x_train, y_train, x_valid, y_valid) for the bilevel search.
 
     One epoch is one pass over the train side; the valid side shuffles independently (its own stream) and starts
-    another pass whenever it runs out before the train side does.
+    another pass whenever it runs out before the train side does. `evaluation` is the valid side's test transform
+    (normalisation only), for the phases that score architectures on unaugmented images (`valid_batches`).
     """
 
-    def __init__(self, train: TensorLoader, valid: TensorLoader) -> None:
+    def __init__(self, train: TensorLoader, valid: TensorLoader, evaluation: BatchAugment | None = None) -> None:
         if len(valid) == 0:
             raise DataError(f"the valid side of the search has no full batch: {valid.num_images} images per process")
         self.train = train
         self.valid = valid
+        self.evaluation = evaluation
         self.epoch = 0
+
+    def valid_batches(self, epoch: int, cycle: int, augmented: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Pass `cycle` of the valid side in `epoch`, with the training augmentation or (`augmented` False) the
+        test transform."""
+        if augmented or self.evaluation is None:
+            return self.valid.batches(epoch, cycle)
+        return self.valid.batches(epoch, cycle, transform=self.evaluation)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation (both sides) the next iteration produces."""

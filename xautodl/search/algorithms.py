@@ -53,6 +53,10 @@ class OptionalPhases:
     steps, on valid batches: ENAS trains its controller) and `select_genotype` (the architecture an epoch reports,
     chosen on valid batches; None: the supernet's own `genotype()`)."""
 
+    # Whether `select_genotype`'s valid batches carry the training augmentation (ENAS, as the original's ENAS.py
+    # sets its valid loader) or only the test transform (SETN and RSPS score candidates as the original does).
+    selection_augmented: bool = True
+
     def state_objects(self) -> dict[str, Any]:
         """Objects with `state_dict()` / `load_state_dict()` the algorithm owns, by checkpoint key."""
         return {}

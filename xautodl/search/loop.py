@@ -152,16 +152,19 @@ class SearchLoop(EpochLoop):
         """The algorithm's work after the epoch's steps: `after_epoch`, then `select_genotype` (kept in
         `selected_genotype`); the metrics they report."""
         metrics = dict(self.algorithm.after_epoch(self.phase_batches(epoch, 1)))
-        selection = self.algorithm.select_genotype(self.phase_batches(epoch, 2), final=epoch + 1 == self.total_epochs)
+        selection_batches = self.phase_batches(epoch, 2, augmented=self.algorithm.selection_augmented)
+        selection = self.algorithm.select_genotype(selection_batches, final=epoch + 1 == self.total_epochs)
         if selection is not None:
             self.selected_genotype, selection_metrics = selection
             metrics.update(selection_metrics)
         return metrics
 
-    def phase_batches(self, epoch: int, phase: int) -> Iterator[Batch]:
-        """Endless valid batches of `epoch` for the algorithm's phase `phase` (see PHASE_PASSES)."""
+    def phase_batches(self, epoch: int, phase: int, augmented: bool = True) -> Iterator[Batch]:
+        """Endless valid batches of `epoch` for the algorithm's phase `phase` (see PHASE_PASSES), with the training
+        augmentation or (`augmented` False) the test transform."""
         passes = itertools.count(phase * PHASE_PASSES)
-        for x, y in itertools.chain.from_iterable(self.loader.valid.batches(epoch, cycle) for cycle in passes):
+        batches = (self.loader.valid_batches(epoch, cycle, augmented) for cycle in passes)
+        for x, y in itertools.chain.from_iterable(batches):
             yield to_channels_last(x, self.channels_last), y
 
     def genotype(self) -> Any:

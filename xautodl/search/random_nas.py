@@ -19,6 +19,8 @@ class RandomNAS(WeightSharingSearch):
     """Config settings: `select_num` (architectures scored per selection, the original's 100), `test_batch_size`
     (images scoring each, 512)."""
 
+    selection_augmented = False  # candidates are scored on unaugmented valid images, as the original's
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.select_num = self.setting("select_num", 100)

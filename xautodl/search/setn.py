@@ -24,6 +24,8 @@ class SETN(WeightSharingSearch):
     """Config settings: `select_num` (templates scored per selection, the original's 100), `test_batch_size`
     (images scoring each, 512)."""
 
+    selection_augmented = False  # candidates are scored on unaugmented valid images, as the original's
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.grad_clip = 0.0  # the original's SETN weight step clips no gradient (its GDAS, RSPS and ENAS do)

@@ -5,7 +5,8 @@ The three search the NAS-Bench-201 space as the original tool does (its `exps/NA
 `exps/NATS-algos/search-cell.py`): every weight step trains the supernet restricted to one sampled architecture,
 the same in every cell (the original's "dynamic" mode), and the architecture an epoch reports is the best of
 several candidates, each scored by its top-1 accuracy on one batch of the valid loader (`get_best_arch`): of the
-config's `test_batch_size` images where it sets one (SETN and RSPS: 512), else one search batch (ENAS).
+config's `test_batch_size` images where it sets one (SETN and RSPS: 512, with the test transform, as the original's
+valid loader), else one search batch (ENAS, with the training augmentation, as its ENAS.py sets that loader).
 
 An architecture is a list of op indices, one per edge in the supernet's edge order (the rows of its alphas).
 """
