@@ -73,6 +73,15 @@ def test_table_reports_mean_and_std_over_seeds_per_algorithm(searched, capsys):
     assert written == [gdas.parent / "search-results.png"] and written[0].read_bytes()[:8] == PNG_MAGIC
 
 
+def test_every_weight_sharing_row_of_table_5_has_its_published_figures():
+    from xautodl.search.registry import ALGORITHMS
+    assert set(results.PUBLISHED_TEST) == set(ALGORITHMS)  # GDAS, DARTS-V1/V2, SETN, ENAS, RANDOM-NAS (RSPS)
+    setn = results.ResultRow("SETN", "cifar10", "1", seeds=[1], epochs=[(2, 2)], seconds=[9.0])
+    assert results.table_cells([setn])[1][0][-1] == "87.64+-0.00 / 59.05+-0.24 / 32.52+-0.21"
+    elsewhere = results.ResultRow("SETN", "cifar100", "1", seeds=[1], epochs=[(2, 2)], seconds=[9.0])
+    assert results.table_cells([elsewhere])[1][0][-1] == "-"  # the paper searched on CIFAR-10
+
+
 def test_markdown_and_csv_give_the_same_numbers(searched, capsys):
     gdas, darts, _ = searched
     summary_cli.run(["--table", "--markdown", "--no_plot", str(gdas), str(darts)])
