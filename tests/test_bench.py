@@ -122,6 +122,32 @@ def test_query_the_folder_form(torch_home):
     assert bench.query(f"  {RESNET} ") is result  # cached per arch
 
 
+def test_in_place_reads_answer_as_the_public_nats_bench_calls(tmp_path):
+    """NatsBenchmark reads an arch's results without nats_bench's deep copy (`_arch_results`): the same answers as
+    `get_cost_info` and `query_meta_info_by_index(...).get_dataset_seeds` (the textbook form), and the benchmark's
+    own results left unchanged."""
+    from nats_fakes import TINY_ARCHS, write_tiny_benchmark
+    bench = NatsBenchmark(write_tiny_benchmark(tmp_path))
+    api = bench.api
+    for arch in (TINY_ARCHS[0], TINY_ARCHS[37], TINY_ARCHS[-1]):
+        index = api.query_index_by_arch(arch)
+        for hp in ("12", "200"):
+            result = bench.query(arch, hp)
+            for dataset, row in result.datasets.items():
+                public = api.get_cost_info(index, dataset, hp=hp)
+                assert (row.params_mb, row.flops_m) == (public["params"], public["flops"])
+            for dataset in ("cifar10-valid", "cifar100"):
+                trials = bench.simulated_trials(arch, dataset, hp)
+                seeds = api.query_meta_info_by_index(index, hp).get_dataset_seeds(dataset)
+                assert [trial.seed for trial in trials] == seeds and len(seeds) >= 1
+                for trial in trials:
+                    info = api.get_more_info(index, dataset, hp=hp, is_random=trial.seed)
+                    assert trial.valid_accuracy == info["valid-accuracy"]
+                    assert trial.seconds == info["train-all-time"] + info["valid-per-time"]
+    with pytest.raises(DataError, match="no 7-epoch"):
+        bench.simulated_trials(TINY_ARCHS[1], "cifar10-valid", "7")
+
+
 def test_query_the_single_file_form(torch_home):
     path = write_benchmark_file(torch_home)
     assert find_benchmark() == path
