@@ -35,7 +35,7 @@ setup(
     # tf: the TensorFlow GDAS (exps-tf/GDAS.py, xautodl.tf); 2.21 coexists with torch 2.14 and this tensorboard.
     # wandb: --wandb (Weights & Biases beside TensorBoard); the tests run it offline.
     # bohb: the BOHB multi-trial search (xautodl/trials/bohb.py): Optuna's TPE sampler and Hyperband pruner.
-    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "wandb", "optuna>=3.0"], "tf": ["tensorflow>=2.16"],
-                    "wandb": ["wandb"], "bohb": ["optuna>=3.0"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "wandb", "optuna>=3.0"],
+                    "tf": ["tensorflow>=2.16"], "wandb": ["wandb"], "bohb": ["optuna>=3.0"]},
     license="MIT",
 )

@@ -124,8 +124,7 @@ def test_query_the_folder_form(torch_home):
 
 def test_in_place_reads_answer_as_the_public_nats_bench_calls(tmp_path):
     """NatsBenchmark reads an arch's results without nats_bench's deep copy (`_arch_results`): the same answers as
-    `get_cost_info` and `query_meta_info_by_index(...).get_dataset_seeds` (the textbook form), and the benchmark's
-    own results left unchanged."""
+    `get_cost_info`, `query_meta_info_by_index(...).get_dataset_seeds` and `get_more_info` (the textbook form)."""
     from nats_fakes import TINY_ARCHS, write_tiny_benchmark
     bench = NatsBenchmark(write_tiny_benchmark(tmp_path))
     api = bench.api

@@ -21,7 +21,7 @@ from xautodl.optim.schedules import schedule_from_config
 from xautodl.runtime import load_checkpoint
 from xautodl.search.registry import build_algorithm
 from xautodl.search.enas import ENAS
-from xautodl.search.loop import SearchLoop
+from xautodl.search.loop import PHASE_PASSES, SearchLoop
 from xautodl.search.weight_sharing import ArchMixer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny convolutions: one thread is fastest on a busy CPU
@@ -86,7 +86,7 @@ def test_candidates_are_scored_with_the_originals_transform(tmp_path, monkeypatc
     original = SearchLoader.valid_batches
 
     def spy(self, epoch, cycle, augmented):
-        scored_with.append((cycle // 1_000_000, augmented))  # (phase, augmented); phase 2 is the selection
+        scored_with.append((cycle // PHASE_PASSES, augmented))  # (phase, augmented); phase 2 is the selection
         return original(self, epoch, cycle, augmented)
 
     monkeypatch.setattr(SearchLoader, "valid_batches", spy)
